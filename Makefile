@@ -1,0 +1,49 @@
+# Lightbox — `make run` starts everything, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := dcmtk chromium
+
+.PHONY: run test lint format bench-ingest install clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Lightbox needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py serve
+
+# Debian/Ubuntu tools the tests drive (dcmtk peers, headless Chromium); installed when root.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing$$missing"; apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else echo "not root: tests needing$$missing will skip"; fi; \
+	fi
+
+test: $(VENV)/.installed system-packages
+	$(PY) -m ruff check .
+	LIGHTBOX_DATA_DIR=$${LIGHTBOX_DATA_DIR:-$$(mktemp -d)} $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(VENV)/.installed
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench-ingest: $(VENV)/.installed
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""Per-series derivation, run once per burst of arrivals: slice order, a thumbnail, and the
+series' WADO-RS /metadata document, so that opening a series is reading prepared files.
+"""
+
+import gzip
+import hashlib
+import json
+import logging
+
+from django.db import transaction
+
+from backend.imaging.render import render
+from backend.live.events import STUDIES_GROUP, publish
+
+from .frames import frame_array, frame_layout
+from .models import Instance, Series
+from .ordering import SliceInfo, slice_order
+from .storage import get_storage
+
+log = logging.getLogger(__name__)
+THUMBNAIL_SIZE = 128
+
+
+def series_key(series: Series, suffix: str) -> str:
+    digest = hashlib.sha256(series.series_instance_uid.encode()).hexdigest()
+    return f"derived/{digest}{suffix}"
+
+
+def derive_series(series_id: int) -> bool:
+    """Bring a series' derived data up to date; returns False if it already was."""
+    # Clear the flag first: arrivals from now on schedule another run.
+    Series.objects.filter(pk=series_id).update(derive_scheduled=False)
+    series = Series.objects.select_related("study").filter(pk=series_id).first()
+    if series is None or series.is_derived:
+        return False
+    version = series.derive_requested
+    instances = list(series.instances.defer("dicom_json"))
+    ordered = _apply_slice_order(instances)
+    thumbnail_key = _write_thumbnail(series, ordered)
+    metadata_key = _write_metadata(series, [i.pk for i in ordered])
+    with transaction.atomic():
+        Series.objects.filter(pk=series_id, derived_version__lt=version).update(
+            derived_version=version, thumbnail_key=thumbnail_key, metadata_key=metadata_key
+        )
+        study = series.study
+        study.refresh_from_db()
+        publish(
+            STUDIES_GROUP,
+            {
+                "type": "study.changed",
+                "study_instance_uid": study.study_instance_uid,
+                "series_instance_uid": series.series_instance_uid,
+                "change": "derived",
+                "number_of_series": study.number_of_series,
+                "number_of_instances": study.number_of_instances,
+                "modalities_in_study": study.modalities_in_study,
+            },
+        )
+    return True
+
+
+def _apply_slice_order(instances: list[Instance]) -> list[Instance]:
+    by_pk = {i.pk: i for i in instances}
+    keys = slice_order(
+        [
+            SliceInfo(
+                i.pk, i.instance_number, i.image_position_patient, i.image_orientation_patient
+            )
+            for i in instances
+        ]
+    )
+    changed = []
+    for index, pk in enumerate(keys):
+        instance = by_pk[pk]
+        if instance.slice_index != index:
+            instance.slice_index = index
+            changed.append(instance)
+    Instance.objects.bulk_update(changed, ["slice_index"], batch_size=500)
+    return [by_pk[pk] for pk in keys]
+
+
+def _write_thumbnail(series: Series, ordered: list[Instance]) -> str:
+    viewable = [i for i in ordered if i.viewable]
+    if not viewable:
+        return ""
+    instance = viewable[len(viewable) // 2]
+    try:
+        frame = frame_array(instance, instance.number_of_frames // 2)
+        image = render(
+            frame,
+            frame_layout(instance),
+            rescale_slope=instance.rescale_slope or 1.0,
+            rescale_intercept=instance.rescale_intercept or 0.0,
+            window_center=(instance.window_center or [None])[0],
+            window_width=(instance.window_width or [None])[0],
+            max_size=THUMBNAIL_SIZE,
+            fmt="jpeg",
+            quality=85,
+        )
+    except Exception:
+        log.exception("thumbnail of series %s failed", series.series_instance_uid)
+        return ""
+    key = series_key(series, ".thumb.jpg")
+    get_storage().create(key, [image])
+    return key
+
+
+def _write_metadata(series: Series, ordered_pks: list[int]) -> str:
+    """The series' /metadata response body (a JSON array), gzip-compressed, in slice order."""
+    documents = dict(series.instances.values_list("pk", "dicom_json"))
+    body = ",".join(json.dumps(documents[pk], separators=(",", ":")) for pk in ordered_pks)
+    key = series_key(series, ".metadata.json.gz")
+    get_storage().create(key, [gzip.compress(f"[{body}]".encode(), compresslevel=5)])
+    return key

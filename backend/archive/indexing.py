@@ -1,0 +1,293 @@
+"""Indexing a received file, run in a Celery worker: parse ▸ validate ▸ store ▸ derive frames
+▸ index ▸ event.
+
+Each step is safe to repeat. A record is claimed with a conditional update, the original is
+content-addressed (objects/<sha256>), the index is upserted by SOPInstanceUID, and the
+spooled copy is removed only after the outcome is committed. A worker killed at any point
+leaves the record claimable again by the sweep, and the rerun does only what is missing.
+
+Policy for a different file under a SOPInstanceUID we already hold: the newest file wins
+(a resend after a correction at the modality is the usual cause); the replaced file stays
+in the store and its IngestRecord keeps pointing at it.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from backend.imaging.dicomfile import InvalidDicom, Limits, ParsedFile, read_dicom
+from backend.imaging.pixels import PixelDataError, Pixels, decode_pixels
+from backend.live.events import STUDIES_GROUP, publish
+
+from . import queue
+from .attributes import Extracted, extract
+from .dicomjson import dataset_to_json
+from .models import IngestRecord, Instance, Patient, Series, Study
+from .spool import get_spool
+from .storage import get_storage
+
+log = logging.getLogger(__name__)
+State = IngestRecord.State
+
+
+def limits() -> Limits:
+    return Limits(max_pixel_bytes=settings.INGEST_MAX_PIXEL_BYTES)
+
+
+def index_received(record_id: uuid.UUID | str) -> str | None:
+    """Index one spooled file; returns the record's final state, or None if not claimed."""
+    record = claim(uuid.UUID(str(record_id)))
+    if record is None:
+        return None
+    path = get_spool().path(record.id)
+    if not path.exists():
+        return _finish_without_file(record)
+    if record.attempts > settings.INGEST_MAX_ATTEMPTS:
+        reason = f"gave up after {record.attempts - 1} attempts (worker killed or out of time)"
+        return quarantine(record, path, reason)
+    try:
+        parsed = read_dicom(path, limits())
+    except InvalidDicom as exc:
+        return quarantine(record, path, str(exc))
+    return _index_parsed(record, path, parsed)
+
+
+def claim(record_id: uuid.UUID) -> IngestRecord | None:
+    """Take a record for this worker: pending, or processing but abandoned (stale)."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.INGEST_TASK_TIME_LIMIT + 10)
+    claimable = Q(state=State.PENDING) | Q(state=State.PROCESSING, claimed_at__lt=stale)
+    updated = IngestRecord.objects.filter(claimable, pk=record_id).update(
+        state=State.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
+    )
+    return IngestRecord.objects.get(pk=record_id) if updated else None
+
+
+def quarantine(record: IngestRecord, path, reason: str) -> str:
+    """Keep an unusable file aside with the reason; admins list these records."""
+    key = f"quarantine/{record.sha256}.dcm"
+    get_storage().adopt(key, path)
+    log.warning("quarantined %s (%s): %s", record.id, record.source_detail, reason)
+    _finish(record, State.QUARANTINED, reason=reason, object_key=key)
+    get_spool().remove(record.id)
+    return State.QUARANTINED
+
+
+def _finish_without_file(record: IngestRecord) -> str:
+    reason = "the spooled file disappeared before it was indexed"
+    _finish(record, State.QUARANTINED, reason=reason)
+    log.error("%s: %s", record.id, reason)
+    return State.QUARANTINED
+
+
+def _finish(record: IngestRecord, state: str, **fields) -> None:
+    IngestRecord.objects.filter(pk=record.pk).update(
+        state=state, finished_at=timezone.now(), **fields
+    )
+
+
+@dataclass
+class FrameInfo:
+    viewable: bool
+    not_viewable_reason: str = ""
+    frames_key: str = ""
+    frames_offset: int | None = None
+    frame_dtype: str = ""
+    frame_photometric: str = ""
+    frame_samples: int | None = None
+    pixel_min: float | None = None
+    pixel_max: float | None = None
+
+
+def _index_parsed(record: IngestRecord, path, parsed: ParsedFile) -> str:
+    ds = parsed.dataset
+    sop_instance_uid = str(ds.SOPInstanceUID)
+    existing = Instance.objects.filter(sop_instance_uid=sop_instance_uid).first()
+    if existing is not None and existing.sha256 == record.sha256:
+        _finish(
+            record,
+            State.DUPLICATE,
+            instance=existing,
+            object_key=existing.object_key,
+            sop_instance_uid=sop_instance_uid,
+            study_instance_uid=str(ds.StudyInstanceUID),
+        )
+        get_spool().remove(record.id)
+        return State.DUPLICATE
+
+    object_key = f"objects/{record.sha256}"
+    get_storage().adopt(object_key, path)
+    frames = derive_frames(parsed, path, object_key, record.sha256)
+    extracted = extract(ds)
+    extracted.warnings[:0] = parsed.warnings
+    metadata = dataset_to_json(ds, parsed)
+    state = State.REPLACED if existing is not None else State.STORED
+    series = _commit_index(record, extracted, frames, metadata, object_key, state)
+    schedule_derivation(series.pk)
+    get_spool().remove(record.id)
+    return state
+
+
+def derive_frames(parsed: ParsedFile, path, object_key: str, sha256: str) -> FrameInfo:
+    """Decode once, so that serving a frame later is reading bytes."""
+    if not parsed.has_pixel_data:
+        return FrameInfo(viewable=False, not_viewable_reason="no pixel data")
+    try:
+        pixels = decode_pixels(parsed, path, limits())
+    except PixelDataError as exc:
+        return FrameInfo(viewable=False, not_viewable_reason=str(exc))
+    if pixels.offset is not None:
+        frames_key, offset = object_key, pixels.offset
+    else:
+        frames_key, offset = f"frames/{sha256}.raw", 0
+        get_storage().create(frames_key, [memoryview(pixels.array).cast("B")])
+    return _frame_info(pixels, frames_key, offset)
+
+
+def _frame_info(pixels: Pixels, frames_key: str, offset: int) -> FrameInfo:
+    layout = pixels.layout
+    return FrameInfo(
+        viewable=True,
+        frames_key=frames_key,
+        frames_offset=offset,
+        frame_dtype=layout.dtype,
+        frame_photometric=layout.photometric,
+        frame_samples=layout.samples,
+        pixel_min=float(pixels.min_value),
+        pixel_max=float(pixels.max_value),
+    )
+
+
+def _commit_index(record, extracted: Extracted, frames: FrameInfo, metadata, object_key, state):
+    with transaction.atomic():
+        patient = _upsert_patient(extracted.patient)
+        study, study_created = _upsert_study(extracted.study, patient)
+        series, series_created = _upsert_series(extracted.series, study)
+        instance, size_delta = _upsert_instance(
+            extracted, frames, metadata, series, object_key, record
+        )
+        _count(
+            study,
+            series,
+            series_created,
+            instance_created=state == State.STORED,
+            size_delta=size_delta,
+        )
+        _finish(
+            record,
+            state,
+            instance=instance,
+            object_key=object_key,
+            sop_instance_uid=instance.sop_instance_uid,
+            study_instance_uid=study.study_instance_uid,
+        )
+        study.refresh_from_db(
+            fields=["number_of_series", "number_of_instances", "modalities_in_study"]
+        )
+        publish(
+            STUDIES_GROUP,
+            {
+                "type": "study.changed",
+                "study_instance_uid": study.study_instance_uid,
+                "series_instance_uid": series.series_instance_uid,
+                "change": "created" if study_created else "instances",
+                "number_of_series": study.number_of_series,
+                "number_of_instances": study.number_of_instances,
+                "modalities_in_study": study.modalities_in_study,
+            },
+        )
+    return series
+
+
+def _upsert_patient(values: dict) -> Patient:
+    identity = {k: values[k] for k in ("patient_id", "issuer_of_patient_id", "patient_name")}
+    patient, _ = Patient.objects.get_or_create(**identity, defaults=values)
+    return patient
+
+
+def _fill_blanks(obj, values: dict) -> None:
+    """First sender wins, but a later instance may fill what the first left empty."""
+    changed = [
+        k for k, v in values.items() if v not in (None, "") and getattr(obj, k) in (None, "")
+    ]
+    for k in changed:
+        setattr(obj, k, values[k])
+    if changed:
+        obj.save(update_fields=[*changed, "updated_at"])
+
+
+def _upsert_study(values: dict, patient: Patient) -> tuple[Study, bool]:
+    study, created = Study.objects.get_or_create(
+        study_instance_uid=values["study_instance_uid"],
+        defaults={**values, "patient": patient},
+    )
+    if not created:
+        _fill_blanks(study, values)
+    return study, created
+
+
+def _upsert_series(values: dict, study: Study) -> tuple[Series, bool]:
+    series, created = Series.objects.get_or_create(
+        series_instance_uid=values["series_instance_uid"], defaults={**values, "study": study}
+    )
+    if not created:
+        _fill_blanks(series, values)
+    return series, created
+
+
+def _upsert_instance(extracted: Extracted, frames: FrameInfo, metadata, series, object_key, record):
+    fields = {
+        **extracted.instance,
+        **frames.__dict__,
+        "series": series,
+        "object_key": object_key,
+        "file_size": record.size,
+        "sha256": record.sha256,
+        "dicom_json": metadata,
+        "warnings": extracted.warnings,
+        "slice_index": None,
+    }
+    uid = fields.pop("sop_instance_uid")
+    old = Instance.objects.select_for_update().filter(sop_instance_uid=uid).first()
+    if old is None:
+        return Instance.objects.create(sop_instance_uid=uid, **fields), record.size
+    size_delta = record.size - old.file_size
+    for k, v in fields.items():
+        setattr(old, k, v)
+    old.save()
+    return old, size_delta
+
+
+def _count(
+    study: Study, series: Series, series_created: bool, instance_created: bool, size_delta: int
+) -> None:
+    # F() updates lock the rows, so concurrent workers add up instead of overwriting.
+    Study.objects.filter(pk=study.pk).update(
+        number_of_series=F("number_of_series") + int(series_created),
+        number_of_instances=F("number_of_instances") + int(instance_created),
+        size_bytes=F("size_bytes") + size_delta,
+        updated_at=timezone.now(),
+    )
+    Series.objects.filter(pk=series.pk).update(
+        number_of_instances=F("number_of_instances") + int(instance_created),
+        derive_requested=F("derive_requested") + 1,
+        updated_at=timezone.now(),
+    )
+    if series_created:
+        # Recomputed under the study row lock taken above, so it sees every committed series.
+        modalities = sorted(
+            set(study.series.exclude(modality="").values_list("modality", flat=True))
+        )
+        Study.objects.filter(pk=study.pk).update(modalities_in_study="\\".join(modalities)[:255])
+
+
+def schedule_derivation(series_id: int, delay: float = 1.0) -> None:
+    """Queue one derivation per burst: only the update that flips the flag sends a task."""
+    if Series.objects.filter(pk=series_id, derive_scheduled=False).update(derive_scheduled=True):
+        queue.send(queue.DERIVE_SERIES, series_id, countdown=delay)

@@ -1,0 +1,55 @@
+"""The one ingest entry point that every source of images calls.
+
+receive() makes the file durable in the spool, records it and queues it for a worker; only
+then may the caller acknowledge the sender. Parsing, validation and indexing happen in the
+worker (see indexing.py), never in the process that received the file.
+"""
+
+import uuid
+from collections.abc import Iterable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO
+
+from django.db import transaction
+
+from . import queue
+from .models import IngestRecord
+from .spool import get_spool
+
+CHUNK = 1 << 20
+
+
+def receive(chunks: Iterable[bytes], *, source: str, detail: str = "") -> IngestRecord:
+    """Durably store one received file and queue it for indexing.
+
+    When this returns the file survives a crash: if the queue message is lost, the sweep
+    finds the record (or the spooled file) and queues it again.
+    """
+    record_id, size, sha256 = get_spool().receive(chunks)
+    return _record(record_id, size, sha256, source=source, detail=detail)
+
+
+def receive_stream(f: BinaryIO, *, source: str, detail: str = "") -> IngestRecord:
+    return receive(read_chunks(f), source=source, detail=detail)
+
+
+def receive_path(path: Path, *, source: str, detail: str = "") -> IngestRecord:
+    with open(path, "rb") as f:
+        return receive_stream(f, source=source, detail=detail or str(path))
+
+
+def read_chunks(f: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    while chunk := f.read(size):
+        yield chunk
+
+
+def _record(
+    record_id: uuid.UUID, size: int, sha256: str, *, source: str, detail: str
+) -> IngestRecord:
+    with transaction.atomic():
+        record = IngestRecord.objects.create(
+            id=record_id, source=source, source_detail=detail[:1000], size=size, sha256=sha256
+        )
+        transaction.on_commit(partial(queue.send, queue.INGEST_FILE, str(record_id)))
+    return record

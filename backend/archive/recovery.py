@@ -1,0 +1,100 @@
+"""Finding work that a crash or a lost broker message left undone.
+
+The broker only wakes workers; the spool, the IngestRecord table and the Series derivation
+counters say what is unfinished. sweep() runs when a worker starts and periodically after.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError
+from django.db.models import F
+from django.utils import timezone
+
+from . import queue
+from .indexing import schedule_derivation
+from .models import IngestRecord, Series
+from .spool import get_spool
+
+log = logging.getLogger(__name__)
+State = IngestRecord.State
+
+
+@dataclass
+class SweepResult:
+    adopted: int = 0  # spooled files that had no record (crash between spool and record)
+    requeued: int = 0  # records pending or abandoned
+    cleaned: int = 0  # spooled copies of finished records, half-written temporaries
+    series: int = 0  # series whose derivation was lost
+
+
+def sweep(stale_seconds: float | None = None) -> SweepResult:
+    """Queue every unfinished piece of work again; tasks are idempotent, so repeats are safe."""
+    stale = settings.INGEST_STALE_SECONDS if stale_seconds is None else stale_seconds
+    result = SweepResult()
+    _sweep_spool(stale, result)
+    _requeue_records(stale, result)
+    _reschedule_series(stale, result)
+    result.cleaned += get_spool().clean_tmp()
+    if result.adopted or result.requeued or result.series:
+        log.info("sweep: %s", result)
+    return result
+
+
+def _sweep_spool(stale: float, result: SweepResult) -> None:
+    spool = get_spool()
+    for record_id in spool.waiting(older_than_seconds=max(stale, 5)):
+        record = IngestRecord.objects.filter(pk=record_id).only("state").first()
+        if record is None:
+            _adopt(spool, record_id)
+            result.adopted += 1
+        elif record.is_final:
+            spool.remove(record_id)
+            result.cleaned += 1
+
+
+def _adopt(spool, record_id) -> None:
+    path = spool.path(record_id)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    try:
+        IngestRecord.objects.create(
+            id=record_id,
+            source="recovered",
+            source_detail="found in spool after restart",
+            size=path.stat().st_size,
+            sha256=digest.hexdigest(),
+        )
+    except IntegrityError:
+        return  # its receiver recorded it meanwhile
+    queue.send(queue.INGEST_FILE, str(record_id))
+
+
+def _requeue_records(stale: float, result: SweepResult) -> None:
+    cutoff = timezone.now() - timedelta(seconds=stale)
+    processing_cutoff = timezone.now() - timedelta(seconds=settings.INGEST_TASK_TIME_LIMIT + 10)
+    waiting = IngestRecord.objects.filter(state=State.PENDING, received_at__lte=cutoff)
+    abandoned = IngestRecord.objects.filter(
+        state=State.PROCESSING, claimed_at__lt=processing_cutoff
+    )
+    for queryset in (waiting, abandoned):
+        for record_id in queryset.values_list("pk", flat=True).iterator(chunk_size=1000):
+            queue.send(queue.INGEST_FILE, str(record_id))
+            result.requeued += 1
+
+
+def _reschedule_series(stale: float, result: SweepResult) -> None:
+    cutoff = timezone.now() - timedelta(seconds=stale)
+    lagging = Series.objects.filter(
+        derived_version__lt=F("derive_requested"), updated_at__lte=cutoff
+    )
+    for series_id in lagging.values_list("pk", flat=True):
+        # A scheduled flag whose task was lost would block scheduling forever: reset it.
+        Series.objects.filter(pk=series_id).update(derive_scheduled=False)
+        schedule_derivation(series_id, delay=0)
+        result.series += 1

@@ -1,0 +1,77 @@
+"""The spool: received files that are durable but not yet indexed.
+
+A file lands here (temporary file, fsync, atomic rename) before any sender is told it was
+received, and leaves only after its outcome is committed to the database. So listing the
+spool after a crash finds exactly the work that is not finished.
+"""
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .storage import write_durably
+
+
+class Spool:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, record_id: uuid.UUID) -> Path:
+        return self.root / f"{record_id}.dcm"
+
+    def receive(self, chunks: Iterable[bytes]) -> tuple[uuid.UUID, int, str]:
+        """Durably spool a file; returns its new id, its size and its SHA-256."""
+        record_id = uuid.uuid4()
+        digest = hashlib.sha256()
+
+        def hashed() -> Iterator[bytes]:
+            for chunk in chunks:
+                digest.update(chunk)
+                yield chunk
+
+        size = write_durably(self.path(record_id), hashed(), tmp_dir=self.tmp)
+        return record_id, size, digest.hexdigest()
+
+    def waiting(self, older_than_seconds: float = 0) -> Iterator[uuid.UUID]:
+        """Ids of spooled files, oldest first (a few thousand at most in normal running)."""
+        cutoff = time.time() - older_than_seconds
+        entries = []
+        with os.scandir(self.root) as it:
+            for entry in it:
+                if not entry.name.endswith(".dcm") or not entry.is_file():
+                    continue
+                mtime = entry.stat().st_mtime
+                if mtime <= cutoff:
+                    entries.append((mtime, entry.name))
+        for _, name in sorted(entries):
+            try:
+                yield uuid.UUID(name.removesuffix(".dcm"))
+            except ValueError:
+                continue
+
+    def remove(self, record_id: uuid.UUID) -> None:
+        try:
+            os.unlink(self.path(record_id))
+        except FileNotFoundError:
+            pass
+
+    def clean_tmp(self, older_than_seconds: float = 3600) -> int:
+        """Delete half-written temporaries: nobody was ever told they were received."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for entry in os.scandir(self.tmp):
+            if entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        return removed
+
+
+def get_spool() -> Spool:
+    from django.conf import settings
+
+    return Spool(settings.DATA_DIR / "spool")

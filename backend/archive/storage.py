@@ -1,0 +1,140 @@
+"""Where files live: a small keyed storage interface and its filesystem implementation.
+
+Keys are validated ("area/<64 hex>[.ext...]") and map to sharded paths
+(area/ab/cd/abcd....ext) so no folder grows past a few thousand entries. The index (the
+database) is kept apart from the files; the files are never rewritten in place.
+"""
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+KEY_RE = re.compile(
+    r"^(objects|frames|derived|quarantine)/([0-9a-f]{64})((?:\.[a-z0-9]{1,12}){0,3})$"
+)
+
+
+class StorageError(Exception):
+    pass
+
+
+class Storage(Protocol):
+    def create(self, key: str, chunks: Iterable[bytes]) -> int: ...
+    def read(self, key: str) -> bytes: ...
+    def read_range(self, key: str, offset: int, length: int) -> bytes: ...
+    def delete(self, key: str) -> None: ...
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or link inside `path` durable (POSIX needs the directory synced too)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durably(path: Path, chunks: Iterable[bytes], tmp_dir: Path | None = None) -> int:
+    """Write to a temporary file, fsync it, rename it into place, fsync the folder.
+
+    Readers see either nothing or the whole file, and once this returns the file survives a
+    power cut. Returns the number of bytes written.
+    """
+    tmp_dir = tmp_dir or path.parent
+    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                size += len(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        _unlink_quietly(tmp_name)
+        raise
+    fsync_dir(path.parent)
+    return size
+
+
+def _unlink_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class FileSystemStorage:
+    """Storage on a local or shared POSIX filesystem (NFS works, as long as it honours fsync)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        match = KEY_RE.match(key)
+        if not match:
+            raise StorageError(f"invalid storage key {key!r}")
+        area, digest, ext = match.group(1), match.group(2), match.group(3) or ""
+        return self.root / area / digest[:2] / digest[2:4] / f"{digest}{ext}"
+
+    def _prepare(self, key: str) -> Path:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def create(self, key: str, chunks: Iterable[bytes]) -> int:
+        """Store `chunks` under `key` durably; replaces an existing file atomically."""
+        return write_durably(self._prepare(key), chunks)
+
+    def adopt(self, key: str, source: Path) -> None:
+        """Give an already durable local file a key, without copying (hard link).
+
+        Content-addressed keys make an existing target the same bytes, so it is kept.
+        """
+        target = self._prepare(key)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            return
+        except OSError:
+            # Another filesystem (or no hard links): fall back to a durable copy.
+            with open(source, "rb") as f:
+                write_durably(target, iter(lambda: f.read(1 << 20), b""))
+            return
+        fsync_dir(target.parent)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path(key), "rb")
+        except FileNotFoundError:
+            raise StorageError(f"no stored file for {key}") from None
+
+    def read(self, key: str) -> bytes:
+        with self.open(key) as f:
+            return f.read()
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise StorageError("negative range")
+        with self.open(key) as f:
+            f.seek(offset)
+            data = f.read(length)
+        if len(data) != length:
+            raise StorageError(f"{key} is shorter than {offset}+{length} bytes")
+        return data
+
+    def delete(self, key: str) -> None:
+        _unlink_quietly(self.path(key))
+
+
+def get_storage() -> FileSystemStorage:
+    from django.conf import settings
+
+    return FileSystemStorage(settings.DATA_DIR / "store")

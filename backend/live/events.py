@@ -1,0 +1,90 @@
+"""Every live event type, declared once with its schema.
+
+Events leave only after the transaction that caused them commits (publish() uses
+transaction.on_commit), so a browser never hears of a study it cannot then load.
+Payloads carry identifiers and counts, never patient names: a listener fetches what it may
+see through the access-checked API.
+"""
+
+import logging
+from functools import partial
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+STUDIES_GROUP = "studies"
+
+_UID = {"type": "string", "pattern": r"^[0-9.]{1,64}$"}
+_COUNT = {"type": "integer", "minimum": 0}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "study.changed": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "type",
+            "study_instance_uid",
+            "change",
+            "number_of_series",
+            "number_of_instances",
+            "modalities_in_study",
+        ],
+        "properties": {
+            "type": {"const": "study.changed"},
+            "study_instance_uid": _UID,
+            # created: first instance of a new study; instances: more arrived;
+            # derived: thumbnails/ordering/metadata of a series are ready.
+            "change": {"enum": ["created", "instances", "derived"]},
+            "series_instance_uid": _UID,
+            "number_of_series": _COUNT,
+            "number_of_instances": _COUNT,
+            "modalities_in_study": {"type": "string", "maxLength": 255},
+        },
+    },
+}
+
+
+class EventSchemaError(ValueError):
+    pass
+
+
+def validate(event: dict[str, Any]) -> None:
+    """Check an event against its declared schema (jsonschema, Draft 2020-12)."""
+    import jsonschema
+
+    schema = SCHEMAS.get(event.get("type", ""))
+    if schema is None:
+        raise EventSchemaError(f"undeclared event type {event.get('type')!r}")
+    try:
+        jsonschema.validate(event, schema)
+    except jsonschema.ValidationError as exc:
+        raise EventSchemaError(exc.message) from None
+
+
+def publish(group: str, event: dict[str, Any]) -> None:
+    """Send `event` to `group` once the current transaction commits."""
+    validate(event)
+    transaction.on_commit(partial(_deliver, group, event))
+
+
+def uses_outbox() -> bool:
+    return not settings.REDIS_URL
+
+
+def _deliver(group: str, event: dict[str, Any]) -> None:
+    if uses_outbox():
+        from .models import OutboxEvent
+
+        OutboxEvent.objects.create(group=group, payload=event)
+        return
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, {"type": "event", "event": event})
+    except Exception:
+        # The index is committed and is the truth; a lost notification only delays a
+        # worklist refresh, so it must not fail the ingest.
+        log.exception("could not publish %s to %s", event["type"], group)

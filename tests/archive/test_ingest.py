@@ -1,0 +1,186 @@
+"""The shared ingest pipeline, end to end through the functions the worker runs."""
+
+import gzip
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+from backend.archive.frames import frame_array
+from backend.archive.models import IngestRecord, Instance, Patient, Series, Study
+from backend.archive.spool import get_spool
+from backend.archive.storage import get_storage
+from backend.live.models import OutboxEvent
+
+from ..conftest import pydicom_file
+from .helpers import receive_file, variant
+
+pytestmark = pytest.mark.django_db(transaction=True)
+State = IngestRecord.State
+
+
+def test_it_indexes_a_ct_with_its_attributes(tasks):
+    record = receive_file(pydicom_file("CT_small.dcm"), tasks)
+    assert record.state == State.STORED
+    instance = Instance.objects.get()
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    assert instance.sop_instance_uid == ds.SOPInstanceUID
+    assert instance.rows == 128 and instance.columns == 128
+    assert instance.image_position_patient == [float(v) for v in ds.ImagePositionPatient]
+    assert instance.rescale_intercept == float(ds.RescaleIntercept)
+    assert instance.viewable and instance.not_viewable_reason == ""
+    study = Study.objects.get()
+    assert study.study_instance_uid == ds.StudyInstanceUID
+    assert (study.number_of_series, study.number_of_instances) == (1, 1)
+    assert study.modalities_in_study == "CT"
+    assert study.patient.patient_name == str(ds.PatientName)
+
+
+def test_it_keeps_the_original_byte_for_byte(tasks):
+    receive_file(pydicom_file("MR_small.dcm"), tasks)
+    instance = Instance.objects.get()
+    stored = get_storage().read(instance.object_key)
+    assert stored == pydicom_file("MR_small.dcm").read_bytes()
+    assert instance.file_size == len(stored)
+
+
+def test_it_removes_the_spooled_copy_once_indexed(tasks):
+    record = receive_file(pydicom_file("CT_small.dcm"), tasks)
+    assert not get_spool().path(record.id).exists()
+
+
+def test_it_serves_frames_equal_to_pydicoms_decode(tasks):
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    instance = Instance.objects.get()
+    expected = pydicom.dcmread(pydicom_file("CT_small.dcm")).pixel_array
+    np.testing.assert_array_equal(frame_array(instance, 0), expected)
+
+
+def test_it_ignores_the_same_file_sent_twice(tasks):
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    second = receive_file(pydicom_file("CT_small.dcm"), tasks)
+    assert second.state == State.DUPLICATE
+    assert Instance.objects.count() == 1
+    assert Study.objects.get().number_of_instances == 1
+
+
+def test_it_replaces_a_different_file_with_the_same_sop_instance_uid(tasks, tmp_path):
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    changed = variant(tmp_path, SeriesDescription="corrected at the modality")
+    record = receive_file(changed, tasks)
+    assert record.state == State.REPLACED
+    instance = Instance.objects.get()
+    assert instance.sha256 == record.sha256
+    assert Study.objects.get().number_of_instances == 1
+    # The replaced original stays in the store.
+    first = IngestRecord.objects.exclude(pk=record.pk).get()
+    assert get_storage().exists(first.object_key)
+
+
+def test_it_keeps_patients_apart_by_issuer(tasks, tmp_path):
+    receive_file(
+        variant(
+            tmp_path,
+            IssuerOfPatientID="HOSP-A",
+            StudyInstanceUID="new-uid",
+            SOPInstanceUID="new-uid",
+        ),
+        tasks,
+    )
+    receive_file(
+        variant(
+            tmp_path,
+            IssuerOfPatientID="HOSP-B",
+            StudyInstanceUID="new-uid",
+            SOPInstanceUID="new-uid",
+        ),
+        tasks,
+    )
+    assert Patient.objects.count() == 2
+    assert {p.issuer_of_patient_id for p in Patient.objects.all()} == {"HOSP-A", "HOSP-B"}
+
+
+def test_it_never_overwrites_a_patient_name_that_differs(tasks, tmp_path):
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    receive_file(
+        variant(
+            tmp_path, PatientName="Other^Name", StudyInstanceUID="new-uid", SOPInstanceUID="new-uid"
+        ),
+        tasks,
+    )
+    names = sorted(Patient.objects.values_list("patient_name", flat=True))
+    assert names == ["CompressedSamples^CT1", "Other^Name"]
+    assert Study.objects.count() == 2
+
+
+def test_it_counts_series_and_modalities_of_a_growing_study(tasks, tmp_path):
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    receive_file(
+        variant(tmp_path, Modality="PT", SeriesInstanceUID="new-uid", SOPInstanceUID="new-uid"),
+        tasks,
+    )
+    receive_file(variant(tmp_path, SOPInstanceUID="new-uid"), tasks)
+    study = Study.objects.get()
+    assert (study.number_of_series, study.number_of_instances) == (2, 3)
+    assert study.modalities_in_study == "CT\\PT"
+
+
+def test_it_quarantines_a_file_that_is_not_dicom(tasks, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not an image")
+    record = receive_file(path, tasks)
+    assert record.state == State.QUARANTINED
+    assert record.reason
+    assert get_storage().read(record.object_key) == b"not an image"
+    assert not Instance.objects.exists()
+
+
+def test_it_derives_order_thumbnail_and_metadata_per_series(tasks, tmp_path):
+    # Three slices of one series, received in scrambled order.
+    for z, number in [(30.0, 1), (10.0, 3), (20.0, 2)]:
+        receive_file(
+            variant(
+                tmp_path,
+                SOPInstanceUID="new-uid",
+                InstanceNumber=number,
+                ImagePositionPatient=[0, 0, z],
+                ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            ),
+            tasks,
+        )
+    series = Series.objects.get()
+    assert series.is_derived
+    ordered = list(series.instances.order_by("slice_index"))
+    assert [i.image_position_patient[2] for i in ordered] == [10.0, 20.0, 30.0]
+    assert get_storage().read(series.thumbnail_key)[:3] == b"\xff\xd8\xff"  # a JPEG
+    metadata = json.loads(gzip.decompress(get_storage().read(series.metadata_key)))
+    assert [m["00080018"]["Value"][0] for m in metadata] == [i.sop_instance_uid for i in ordered]
+    assert "BulkDataURI" in metadata[0]["7FE00010"]
+
+
+def test_it_publishes_study_changed_after_commit(tasks):
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    changes = [e.payload["change"] for e in OutboxEvent.objects.order_by("pk")]
+    assert changes == ["created", "derived"]
+    assert OutboxEvent.objects.first().payload["number_of_instances"] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "patient_name", "search"),
+    [
+        ("chrFren.dcm", "Buc^Jérôme", "BUC JEROME"),
+        ("chrRuss.dcm", "Люкceмбypг", "ЛЮКCEМБYPГ"),
+        (
+            "chrH31.dcm",
+            "Yamada^Tarou=山田^太郎=やまだ^たろう",
+            "YAMADA TAROU 山田 太郎 やまだ たろう",
+        ),
+        ("chrX2.dcm", "Wang^XiaoDong=王^小东", "WANG XIAODONG 王 小东"),
+    ],
+)
+def test_it_decodes_character_sets(tasks, name, patient_name, search):
+    receive_file(pydicom_file(f"../charset_files/{name}"), tasks)
+    patient = Patient.objects.get()
+    assert patient.patient_name == patient_name
+    assert patient.patient_name_search == search

@@ -1,0 +1,68 @@
+"""Shared fixtures. Each test gets its own data dir; tasks sent to Celery are captured
+(unit tests run them inline through the same functions the worker calls; integration tests
+in tests/integration use real worker processes instead)."""
+
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TESTDATA = REPO.parent / "shared" / "testdata"
+SMALL = TESTDATA / "small"
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def pydicom_file(name: str) -> Path:
+    return PYDICOM_FILES / name
+
+
+def needs_testdata(path: Path = SMALL):
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"real scanner files not found at {path} (../shared/testdata)"
+    )
+
+
+def manifest() -> list[dict]:
+    if not (SMALL / "manifest.json").exists():
+        return []
+    return json.loads((SMALL / "manifest.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path):
+    settings.DATA_DIR = tmp_path / "data"
+    settings.DATA_DIR.mkdir()
+    return settings.DATA_DIR
+
+
+class InlineQueue:
+    """Stands in for the broker in unit tests: records sends, runs them on request."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, tuple]] = []
+
+    def send(self, name, *args, countdown=None):
+        self.sent.append((name, args))
+
+    def run(self) -> None:
+        from backend.archive import derive, indexing, queue, recovery
+
+        handlers = {
+            queue.INGEST_FILE: indexing.index_received,
+            queue.DERIVE_SERIES: derive.derive_series,
+            queue.SWEEP: lambda: recovery.sweep(),
+        }
+        while self.sent:
+            name, args = self.sent.pop(0)
+            handlers[name](*args)
+
+
+@pytest.fixture
+def tasks(monkeypatch):
+    from backend.archive import queue
+
+    inline = InlineQueue()
+    monkeypatch.setattr(queue, "send", inline.send)
+    return inline

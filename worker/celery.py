@@ -1,0 +1,55 @@
+"""The Celery app that runs ingestion and derivation.
+
+Configured from Django settings (CELERY_*): Redis when REDIS_URL is set, else kombu's
+filesystem transport under the data dir. Each child process gets an address-space limit and
+every task a time limit, so a hostile file costs one task, never the worker.
+"""
+
+import os
+import resource
+
+import django
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+django.setup()
+
+from django.conf import settings  # noqa: E402
+
+for folder in ("queue", "processed"):
+    (settings.BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
+
+app = Celery("lightbox")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=4,
+    task_time_limit=settings.INGEST_TASK_TIME_LIMIT,
+    task_soft_time_limit=max(settings.INGEST_TASK_TIME_LIMIT - 10, 1),
+    task_ignore_result=True,
+    worker_concurrency=settings.WORKER_CONCURRENCY,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    beat_schedule_filename=str(settings.DATA_DIR / "celerybeat-schedule"),
+    beat_schedule={
+        "sweep": {"task": "lightbox.sweep", "schedule": float(settings.INGEST_SWEEP_SECONDS)},
+    },
+)
+app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
+
+
+@worker_process_init.connect
+def limit_memory(**_kwargs) -> None:
+    # Beyond this, allocations fail with MemoryError (caught per file) instead of the
+    # kernel's OOM killer taking the whole machine's workers down.
+    limit = settings.INGEST_WORKER_MEMORY_MB * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@worker_ready.connect
+def recover_on_start(**_kwargs) -> None:
+    from backend.archive.recovery import sweep
+
+    sweep(stale_seconds=0)
