@@ -10,8 +10,8 @@ import logging
 from django.db import transaction
 
 from backend.imaging.render import render
-from backend.live.events import STUDIES_GROUP, publish
 
+from . import notify
 from .frames import frame_array, frame_layout
 from .models import Instance, Series
 from .ordering import SliceInfo, slice_order
@@ -42,20 +42,7 @@ def derive_series(series_id: int) -> bool:
         Series.objects.filter(pk=series_id, derived_version__lt=version).update(
             derived_version=version, thumbnail_key=thumbnail_key, metadata_key=metadata_key
         )
-        study = series.study
-        study.refresh_from_db()
-        publish(
-            STUDIES_GROUP,
-            {
-                "type": "study.changed",
-                "study_instance_uid": study.study_instance_uid,
-                "series_instance_uid": series.series_instance_uid,
-                "change": "derived",
-                "number_of_series": study.number_of_series,
-                "number_of_instances": study.number_of_instances,
-                "modalities_in_study": study.modalities_in_study,
-            },
-        )
+        notify.study_changed(series.study, series, "derived")
     return True
 
 

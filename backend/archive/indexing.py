@@ -15,6 +15,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -23,9 +24,8 @@ from django.utils import timezone
 
 from backend.imaging.dicomfile import InvalidDicom, Limits, ParsedFile, read_dicom
 from backend.imaging.pixels import PixelDataError, Pixels, decode_pixels
-from backend.live.events import STUDIES_GROUP, publish
 
-from . import queue
+from . import notify, queue
 from .attributes import Extracted, extract
 from .dicomjson import dataset_to_json
 from .models import IngestRecord, Instance, Patient, Series, Study
@@ -128,8 +128,7 @@ def _index_parsed(record: IngestRecord, path, parsed: ParsedFile) -> str:
     extracted.warnings[:0] = parsed.warnings
     metadata = dataset_to_json(ds, parsed)
     state = State.REPLACED if existing is not None else State.STORED
-    series = _commit_index(record, extracted, frames, metadata, object_key, state)
-    schedule_derivation(series.pk)
+    _commit_index(record, extracted, frames, metadata, object_key, state)
     get_spool().remove(record.id)
     return state
 
@@ -187,22 +186,8 @@ def _commit_index(record, extracted: Extracted, frames: FrameInfo, metadata, obj
             sop_instance_uid=instance.sop_instance_uid,
             study_instance_uid=study.study_instance_uid,
         )
-        study.refresh_from_db(
-            fields=["number_of_series", "number_of_instances", "modalities_in_study"]
-        )
-        publish(
-            STUDIES_GROUP,
-            {
-                "type": "study.changed",
-                "study_instance_uid": study.study_instance_uid,
-                "series_instance_uid": series.series_instance_uid,
-                "change": "created" if study_created else "instances",
-                "number_of_series": study.number_of_series,
-                "number_of_instances": study.number_of_instances,
-                "modalities_in_study": study.modalities_in_study,
-            },
-        )
-    return series
+        notify.study_changed(study, series, "created" if study_created else "instances")
+        schedule_derivation(series.pk)
 
 
 def _upsert_patient(values: dict) -> Patient:
@@ -288,6 +273,8 @@ def _count(
 
 
 def schedule_derivation(series_id: int, delay: float = 1.0) -> None:
-    """Queue one derivation per burst: only the update that flips the flag sends a task."""
+    """Queue one derivation per burst: only the update that flips the flag sends a task
+    (after commit, so the task sees what was just indexed)."""
     if Series.objects.filter(pk=series_id, derive_scheduled=False).update(derive_scheduled=True):
-        queue.send(queue.DERIVE_SERIES, series_id, countdown=delay)
+        send = partial(queue.send, queue.DERIVE_SERIES, series_id, countdown=delay)
+        transaction.on_commit(send)

@@ -1,13 +1,13 @@
 """Every live event type, declared once with its schema.
 
-Events leave only after the transaction that caused them commits (publish() uses
-transaction.on_commit), so a browser never hears of a study it cannot then load.
+Events leave only after the transaction that caused them commits, so a browser never hears
+of a study it cannot then load.
 Payloads carry identifiers and counts, never patient names: a listener fetches what it may
 see through the access-checked API.
 """
 
 import logging
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -53,35 +53,44 @@ class EventSchemaError(ValueError):
     pass
 
 
-def validate(event: dict[str, Any]) -> None:
-    """Check an event against its declared schema (jsonschema, Draft 2020-12)."""
+@cache
+def _validator(event_type: str):
     import jsonschema
 
-    schema = SCHEMAS.get(event.get("type", ""))
+    schema = SCHEMAS.get(event_type)
     if schema is None:
-        raise EventSchemaError(f"undeclared event type {event.get('type')!r}")
-    try:
-        jsonschema.validate(event, schema)
-    except jsonschema.ValidationError as exc:
-        raise EventSchemaError(exc.message) from None
+        raise EventSchemaError(f"undeclared event type {event_type!r}")
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate(event: dict[str, Any]) -> None:
+    """Check an event against its declared schema (JSON Schema, Draft 2020-12)."""
+    error = next(_validator(str(event.get("type", ""))).iter_errors(event), None)
+    if error is not None:
+        raise EventSchemaError(error.message)
 
 
 def publish(group: str, event: dict[str, Any]) -> None:
-    """Send `event` to `group` once the current transaction commits."""
+    """Send `event` to `group`, but only once the current transaction commits.
+
+    Embedded mode writes it to the outbox inside the transaction (web processes relay only
+    committed rows); with Redis it is sent to the channel layer from an on-commit hook.
+    """
     validate(event)
-    transaction.on_commit(partial(_deliver, group, event))
+    if uses_outbox():
+        from .models import OutboxEvent
+
+        OutboxEvent.objects.create(group=group, payload=event)
+    else:
+        transaction.on_commit(partial(_send, group, event))
 
 
 def uses_outbox() -> bool:
     return not settings.REDIS_URL
 
 
-def _deliver(group: str, event: dict[str, Any]) -> None:
-    if uses_outbox():
-        from .models import OutboxEvent
-
-        OutboxEvent.objects.create(group=group, payload=event)
-        return
+def _send(group: str, event: dict[str, Any]) -> None:
     try:
         async_to_sync(get_channel_layer().group_send)(group, {"type": "event", "event": event})
     except Exception:

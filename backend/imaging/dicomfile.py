@@ -1,0 +1,361 @@
+"""Strict reading and validation of DICOM Part 10 files.
+
+`read_dicom` parses the header of a file completely (every value converted, so defects
+surface at ingest rather than when a viewer asks for them) but never loads Pixel Data:
+it only records where the Pixel Data value lives so that `backend.imaging.pixels` can
+serve or decode it later.
+
+Imports no Django: this module is shared by the DICOM receiver, STOW-RS and the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import pydicom
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+from pydicom.valuerep import PersonName
+
+# (7FE0,0008) Float Pixel Data, (7FE0,0009) Double Float Pixel Data, (7FE0,0010) Pixel Data.
+PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+
+# The identifying attributes every instance must have so the archive can file it
+# (PS3.3 C.12.1 SOP Common, C.7.2.1 General Study, C.7.3.1 General Series).
+REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+# PS3.5 §9.1: a UID is dot-separated numeric components, at most 64 characters.
+_UID_SYNTAX = re.compile(r"[0-9]+(\.[0-9]+)*")
+_UID_LEADING_ZERO = re.compile(r"(^|\.)0[0-9]")
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+# Explicit VRs Pixel Data may have (PS3.5 §8.2; UN when a writer did not know better).
+_PIXEL_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"UN"})
+
+
+class InvalidDicom(Exception):
+    """The file cannot be indexed at all (it will be quarantined).
+
+    str(exc) is a short human reason."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource bounds applied to every file, so a hostile file cannot exhaust a worker."""
+
+    max_header_elements: int = 100_000
+    max_sequence_depth: int = 12
+    max_pixel_bytes: int = 1 << 30  # decoded size of all frames
+    max_frames: int = 10_000
+
+
+@dataclass
+class ParsedFile:
+    """A validated header plus where its Pixel Data value is; Pixel Data itself is not loaded."""
+
+    dataset: pydicom.Dataset
+    transfer_syntax_uid: str
+    pixel_data_offset: int | None
+    pixel_data_length: int | None
+    has_pixel_data: bool
+    warnings: list[str] = field(default_factory=list)
+    # Tag of the pixel element found: Pixel Data, Float Pixel Data or Double Float Pixel Data.
+    pixel_data_tag: int | None = None
+    # File offset of that element's tag, so decode_pixels can read it without re-parsing the
+    # header; None for deflated files, where no offset into the stream exists.
+    pixel_element_offset: int | None = None
+
+
+@dataclass
+class _PixelElement:
+    tag: int
+    start: int | None  # of the element's tag
+    offset: int | None  # of the value; None when encapsulated
+    length: int | None  # declared; None when undefined (encapsulated)
+
+
+def read_dicom(path: str | os.PathLike, limits: Limits = Limits()) -> ParsedFile:  # noqa: B008
+    """Read and validate the header of the DICOM Part 10 file at `path`.
+
+    Raises InvalidDicom when the file cannot be indexed: not Part 10, no Transfer Syntax,
+    a truncated or structurally broken header, a resource limit exceeded, or a missing or
+    malformed identifying UID. Non-fatal defects are returned in `ParsedFile.warnings`.
+    """
+    collected: list[str] = []
+    try:
+        # pydicom reports value defects (bad numbers, unknown charsets, EOF inside a
+        # sequence) as warnings rather than exceptions; record them so they become our
+        # defect list instead of log noise. catch_warnings is process-global, which is
+        # fine because ingest runs one file at a time per worker process.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            parsed = _read(path, limits, collected, caught)
+    except InvalidDicom:
+        raise
+    except (MemoryError, RecursionError) as exc:
+        raise InvalidDicom(
+            f"header too large or too deeply nested ({type(exc).__name__})"
+        ) from None
+    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error) as exc:
+        raise InvalidDicom(_short(exc)) from None
+    except Exception as exc:  # pydicom raises many types on garbage; all mean "unreadable"
+        raise InvalidDicom(f"unreadable header: {type(exc).__name__}: {_short(exc)}") from None
+    return parsed
+
+
+def _read(
+    path: str | os.PathLike,
+    limits: Limits,
+    defects: list[str],
+    caught: list[warnings.WarningMessage],
+) -> ParsedFile:
+    with open(path, "rb") as fp:
+        file_size = os.fstat(fp.fileno()).st_size
+        if file_size < 132:
+            raise InvalidDicom("not a DICOM Part 10 file: shorter than preamble and 'DICM'")
+        # PS3.10 §7.1: a Part 10 file is a 128-byte preamble, "DICM", then File Meta.
+        fp.seek(128)
+        if fp.read(4) != b"DICM":
+            raise InvalidDicom("not a DICOM Part 10 file: no 'DICM' prefix after the preamble")
+        fp.seek(0)
+        ds = pydicom.dcmread(fp, stop_before_pixels=True)
+        transfer_syntax_uid = _transfer_syntax(ds)
+        if transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
+            pixel = _deflated_pixel_element(path)
+        else:
+            pixel = _pixel_element_at(fp, transfer_syntax_uid)
+            _check_trailing(fp, pixel, file_size)
+    defects.extend(_check_parse_warnings(caught))
+    _check_elements(ds, limits, defects, caught)
+    defects.extend(_check_file_meta(ds))
+    defects.extend(_check_uids(ds))
+    if pixel is not None and pixel.length is not None and pixel.offset is not None:
+        available = max(0, file_size - pixel.offset)
+        if available < pixel.length:
+            defects.append(
+                f"Pixel Data value truncated: {available} of {pixel.length} bytes present"
+            )
+            pixel.length = available
+    return ParsedFile(
+        dataset=ds,
+        transfer_syntax_uid=transfer_syntax_uid,
+        pixel_data_offset=pixel.offset if pixel else None,
+        pixel_data_length=pixel.length if pixel else None,
+        has_pixel_data=pixel is not None,
+        warnings=defects,
+        pixel_data_tag=pixel.tag if pixel else None,
+        pixel_element_offset=pixel.start if pixel else None,
+    )
+
+
+def _transfer_syntax(ds: pydicom.Dataset) -> str:
+    """Return (0002,0010) TransferSyntaxUID, required by PS3.10 §7.1."""
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if not uid:
+        raise InvalidDicom("File Meta Information lacks (0002,0010) TransferSyntaxUID")
+    uid = str(uid)
+    if not _UID_SYNTAX.fullmatch(uid) or len(uid) > 64:
+        raise InvalidDicom(f"malformed TransferSyntaxUID {uid[:70]!r}")
+    return uid
+
+
+def _pixel_element_at(fp: BinaryIO, transfer_syntax_uid: str) -> _PixelElement | None:
+    """Parse the element header where dcmread(stop_before_pixels=True) left the file.
+
+    pydicom rewinds to the start of the Pixel Data element when it stops (PS3.5 §7.1:
+    tag, [VR, reserved], 32-bit length for OB/OW/OF/OD), so the value offset is computed
+    without reading the value itself.
+    """
+    start = fp.tell()
+    header = fp.read(12)
+    if len(header) < 8:
+        return None
+    big_endian = transfer_syntax_uid == ExplicitVRBigEndian
+    group, element = struct.unpack(">HH" if big_endian else "<HH", header[:4])
+    tag = group << 16 | element
+    if tag not in PIXEL_DATA_TAGS:
+        return None
+    # Decide from the bytes, not the Transfer Syntax: some writers put an implicit VR data
+    # set under an explicit VR syntax, and pydicom (rightly) reads what is there.
+    if header[4:6] in _PIXEL_VRS and header[6:8] == b"\0\0":
+        if len(header) < 12:
+            raise InvalidDicom("file truncated inside the Pixel Data element header")
+        (length,) = struct.unpack(">L" if big_endian else "<L", header[8:12])
+        value_offset = start + 12
+    else:
+        (length,) = struct.unpack(">L" if big_endian else "<L", header[4:8])
+        value_offset = start + 8
+    if length == _UNDEFINED_LENGTH:
+        return _PixelElement(tag, start, None, None)  # encapsulated, PS3.5 §A.4
+    return _PixelElement(tag, start, value_offset, length)
+
+
+def _deflated_pixel_element(path: str | os.PathLike) -> _PixelElement | None:
+    """Find the pixel element of a Deflated Explicit VR Little Endian file (PS3.5 §A.5).
+
+    The whole data set is zlib-compressed, so there is no usable file offset; decode_pixels
+    inflates the file again when asked for pixels.
+    """
+    full = pydicom.dcmread(path, specific_tags=sorted(PIXEL_DATA_TAGS))
+    for tag in sorted(PIXEL_DATA_TAGS, reverse=True):
+        if tag in full:
+            return _PixelElement(tag, None, None, None)
+    return None
+
+
+def _check_trailing(fp: BinaryIO, pixel: _PixelElement | None, file_size: int) -> None:
+    """Refuse a file that ends inside an element header, which pydicom silently ignores."""
+    if pixel is not None:
+        return
+    leftover = file_size - fp.tell()
+    if 0 < leftover < 12:
+        raise InvalidDicom(f"file truncated: {leftover} stray bytes after the last element")
+
+
+def _check_parse_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Return parse-time warnings; a file ending inside a sequence, which pydicom only
+    warns about, is fatal for us."""
+    messages = _pydicom_warnings(caught)
+    caught.clear()
+    for text in messages:
+        if "end of file" in text.lower():
+            raise InvalidDicom(f"file truncated: {_short(Exception(text))}")
+    return messages
+
+
+def _check_elements(
+    ds: pydicom.Dataset,
+    limits: Limits,
+    defects: list[str],
+    caught: list[warnings.WarningMessage],
+) -> None:
+    """Convert every element value, iteratively, enforcing the element and depth limits.
+
+    Sequences of defined length are only parsed by pydicom when first accessed, so walking
+    breadth-first with an explicit stack lets us refuse deep nesting before parsing it.
+    """
+    count = 0
+    un_with_known_vr: list[str] = []
+    stack: list[tuple[pydicom.Dataset, int, str]] = [(ds, 0, "")]
+    while stack:
+        dataset, depth, where = stack.pop()
+        for tag, vr, elem in _elements(dataset, where):
+            count += 1
+            if count > limits.max_header_elements:
+                raise InvalidDicom(f"more than {limits.max_header_elements} header elements")
+            name = f"{where}{_tag_name(tag)}"
+            if vr == "UN" and elem.VR != "UN":
+                un_with_known_vr.append(name)
+            if isinstance(elem.value, Sequence):
+                if elem.value and depth + 1 > limits.max_sequence_depth:
+                    raise InvalidDicom(
+                        f"sequences nested deeper than {limits.max_sequence_depth} levels at {name}"
+                    )
+                stack.extend((item, depth + 1, f"{name}>") for item in elem.value)
+            else:
+                _force(elem.value)
+            # Values are converted on first access, so any warning now is about this element.
+            defects.extend(f"{name}: {text}" for text in _pydicom_warnings(caught))
+            caught.clear()
+    if un_with_known_vr:
+        # PS3.5 §6.2.2: UN is for unknown attributes; pydicom uses the dictionary VR instead.
+        defects.append(
+            f"{len(un_with_known_vr)} elements encoded as UN despite a known VR, "
+            f"e.g. {un_with_known_vr[0]}"
+        )
+
+
+def _elements(dataset: pydicom.Dataset, where: str) -> Iterator[tuple[int, str, DataElement]]:
+    """Yield (tag, VR as encoded, converted element); a conversion failure is InvalidDicom."""
+    for tag in list(dataset.keys()):
+        if tag in PIXEL_DATA_TAGS:
+            continue
+        raw = dataset.get_item(tag)
+        if isinstance(raw, RawDataElement) and _is_short(raw):
+            raise InvalidDicom(
+                f"file truncated in {where}{_tag_name(tag)}: "
+                f"{len(raw.value or b'')} of {raw.length} bytes present"
+            )
+        try:
+            elem = dataset[tag]
+        except (InvalidDicom, MemoryError, RecursionError):
+            raise
+        except Exception as exc:
+            raise InvalidDicom(f"unreadable {where}{_tag_name(tag)}: {_short(exc)}") from None
+        yield tag, raw.VR, elem
+
+
+def _is_short(raw: RawDataElement) -> bool:
+    if raw.length == _UNDEFINED_LENGTH or raw.value is None:
+        return False
+    return len(raw.value) < raw.length
+
+
+def _force(value: Any) -> None:
+    """Finish decoding a converted value (PS3.5 §6.1 character sets for PN)."""
+    # PersonName decodes its component groups lazily; str() decodes them now, with the
+    # Specific Character Set of the enclosing data set.
+    values = value if isinstance(value, MultiValue) else [value]
+    for item in values:
+        if isinstance(item, PersonName):
+            str(item)
+
+
+def _check_file_meta(ds: pydicom.Dataset) -> list[str]:
+    """Compare File Meta Information (PS3.10 §7.1) with the data set; defects are benign."""
+    meta = ds.file_meta
+    defects = []
+    for meta_keyword, keyword in (
+        ("MediaStorageSOPClassUID", "SOPClassUID"),
+        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
+    ):
+        if meta_keyword not in meta:
+            defects.append(f"File Meta Information lacks {meta_keyword}")
+        elif keyword in ds and str(meta[meta_keyword].value) != str(ds[keyword].value):
+            defects.append(f"{meta_keyword} differs from {keyword}")
+    return defects
+
+
+def _check_uids(ds: pydicom.Dataset) -> list[str]:
+    """Require the identifying UIDs, syntactically valid per PS3.5 §9.1."""
+    defects = []
+    for keyword in REQUIRED_UIDS:
+        value = ds.get(keyword)
+        if value is None or str(value) == "":
+            raise InvalidDicom(f"missing {keyword}")
+        uid = str(value)
+        if len(uid) > 64 or not _UID_SYNTAX.fullmatch(uid):
+            raise InvalidDicom(f"malformed {keyword} {uid[:70]!r} (PS3.5 §9.1)")
+        if _UID_LEADING_ZERO.search(uid):
+            defects.append(f"{keyword} has a component with a leading zero (PS3.5 §9.1)")
+    return defects
+
+
+def _pydicom_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Shorten pydicom's warnings (drop the boilerplate link to the standard), deduplicated."""
+    messages: list[str] = []
+    for warning in caught:
+        text = str(warning.message).split(" Please see <", 1)[0].strip()
+        if text and text not in messages:
+            messages.append(text)
+    return messages
+
+
+def _tag_name(tag: int) -> str:
+    keyword = pydicom.datadict.keyword_for_tag(tag)
+    text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    return f"{text} {keyword}" if keyword else text
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).split("\n", 1)[0].strip() or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
