@@ -32,6 +32,9 @@ def manifest() -> list[dict]:
 
 @pytest.fixture(autouse=True)
 def data_dir(settings, tmp_path):
+    from backend.archive import indexing
+
+    indexing._parents.clear()  # per-process cache of studies/series from earlier tests
     settings.DATA_DIR = tmp_path / "data"
     settings.DATA_DIR.mkdir()
     return settings.DATA_DIR

@@ -8,6 +8,7 @@ import json
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 
 from backend.imaging.render import render
 
@@ -40,7 +41,10 @@ def derive_series(series_id: int) -> bool:
     metadata_key = _write_metadata(series, [i.pk for i in ordered])
     with transaction.atomic():
         Series.objects.filter(pk=series_id, derived_version__lt=version).update(
-            derived_version=version, thumbnail_key=thumbnail_key, metadata_key=metadata_key
+            derived_version=version,
+            thumbnail_key=thumbnail_key,
+            metadata_key=metadata_key,
+            derived_at=timezone.now(),
         )
         notify.study_changed(series.study, series, "derived")
     return True

@@ -18,7 +18,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from backend.imaging.pixels import PixelDataError, Pixels, decode_pixels
 
 from . import notify, queue
 from .attributes import Extracted, extract
+from .db import relaxed_commit
 from .dicomjson import dataset_to_json
 from .models import IngestRecord, Instance, Patient, Series, Study
 from .spool import get_spool
@@ -63,10 +64,11 @@ def claim(record_id: uuid.UUID) -> IngestRecord | None:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.INGEST_TASK_TIME_LIMIT + 10)
     claimable = Q(state=State.PENDING) | Q(state=State.PROCESSING, claimed_at__lt=stale)
-    updated = IngestRecord.objects.filter(claimable, pk=record_id).update(
-        state=State.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
-    )
-    return IngestRecord.objects.get(pk=record_id) if updated else None
+    with relaxed_commit():
+        updated = IngestRecord.objects.filter(claimable, pk=record_id).update(
+            state=State.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
+        )
+        return IngestRecord.objects.get(pk=record_id) if updated else None
 
 
 def quarantine(record: IngestRecord, path, reason: str) -> str:
@@ -128,7 +130,7 @@ def _index_parsed(record: IngestRecord, path, parsed: ParsedFile) -> str:
     extracted.warnings[:0] = parsed.warnings
     metadata = dataset_to_json(ds, parsed)
     state = State.REPLACED if existing is not None else State.STORED
-    _commit_index(record, extracted, frames, metadata, object_key, state)
+    state = _commit_index(record, extracted, frames, metadata, object_key, state)
     get_spool().remove(record.id)
     return state
 
@@ -163,31 +165,53 @@ def _frame_info(pixels: Pixels, frames_key: str, offset: int) -> FrameInfo:
     )
 
 
-def _commit_index(record, extracted: Extracted, frames: FrameInfo, metadata, object_key, state):
+# Studies and series by UID, per worker process: a burst of one series then costs no
+# look-ups. A stale entry (a row deleted meanwhile) is caught by the count updates or a
+# foreign key error, and the transaction is retried with an empty cache.
+_parents: dict[str, Study | Series] = {}
+_PARENTS_MAX = 512
+
+
+class _StaleParent(Exception):
+    pass
+
+
+def _commit_index(record, extracted: Extracted, frames, metadata, object_key, state) -> None:
+    try:
+        return _commit_once(record, extracted, frames, metadata, object_key, state, True)
+    except (_StaleParent, IntegrityError):
+        # A cached parent vanished, or another worker inserted the same instance first.
+        _parents.clear()
+        return _commit_once(record, extracted, frames, metadata, object_key, state, False)
+
+
+def _commit_once(record, extracted, frames, metadata, object_key, state, existing_checked):
     with transaction.atomic():
-        patient = _upsert_patient(extracted.patient)
-        study, study_created = _upsert_study(extracted.study, patient)
+        study, study_created = _upsert_study(extracted.study, extracted.patient)
         series, series_created = _upsert_series(extracted.series, study)
-        instance, size_delta = _upsert_instance(
-            extracted, frames, metadata, series, object_key, record
-        )
-        _count(
-            study,
+        instance, created, size_delta = _upsert_instance(
+            extracted,
+            frames,
+            metadata,
             series,
-            series_created,
-            instance_created=state == State.STORED,
-            size_delta=size_delta,
+            object_key,
+            record,
+            maybe_exists=state == State.REPLACED or not existing_checked,
         )
+        _count(study, series, series_created, created, size_delta)
+        final = State.STORED if created else State.REPLACED
         _finish(
             record,
-            state,
+            final,
             instance=instance,
             object_key=object_key,
             sop_instance_uid=instance.sop_instance_uid,
             study_instance_uid=study.study_instance_uid,
         )
-        notify.study_changed(study, series, "created" if study_created else "instances")
+        if study_created or series_created:
+            notify.study_changed(study, series, "created" if study_created else "series")
         schedule_derivation(series.pk)
+    return final
 
 
 def _upsert_patient(values: dict) -> Patient:
@@ -207,26 +231,50 @@ def _fill_blanks(obj, values: dict) -> None:
         obj.save(update_fields=[*changed, "updated_at"])
 
 
-def _upsert_study(values: dict, patient: Patient) -> tuple[Study, bool]:
-    study, created = Study.objects.get_or_create(
-        study_instance_uid=values["study_instance_uid"],
-        defaults={**values, "patient": patient},
-    )
+def _cached(uid: str, model):
+    found = _parents.get(uid)
+    return found if isinstance(found, model) else None
+
+
+def _remember(uid: str, obj) -> None:
+    if len(_parents) >= _PARENTS_MAX:
+        _parents.clear()
+    _parents[uid] = obj
+
+
+def _upsert_study(values: dict, patient_values: dict) -> tuple[Study, bool]:
+    uid = values["study_instance_uid"]
+    study, created = _cached(uid, Study), False
+    if study is None:
+        study = Study.objects.filter(study_instance_uid=uid).first()
+    if study is None:
+        patient = _upsert_patient(patient_values)
+        study, created = Study.objects.get_or_create(
+            study_instance_uid=uid, defaults={**values, "patient": patient}
+        )
     if not created:
         _fill_blanks(study, values)
+    _remember(uid, study)
     return study, created
 
 
 def _upsert_series(values: dict, study: Study) -> tuple[Series, bool]:
-    series, created = Series.objects.get_or_create(
-        series_instance_uid=values["series_instance_uid"], defaults={**values, "study": study}
-    )
+    uid = values["series_instance_uid"]
+    series = _cached(uid, Series)
+    created = False
+    if series is None:
+        series, created = Series.objects.get_or_create(
+            series_instance_uid=uid, defaults={**values, "study": study}
+        )
     if not created:
         _fill_blanks(series, values)
+    _remember(uid, series)
     return series, created
 
 
-def _upsert_instance(extracted: Extracted, frames: FrameInfo, metadata, series, object_key, record):
+def _upsert_instance(
+    extracted: Extracted, frames: FrameInfo, metadata, series, object_key, record, maybe_exists
+):
     fields = {
         **extracted.instance,
         **frames.__dict__,
@@ -239,31 +287,35 @@ def _upsert_instance(extracted: Extracted, frames: FrameInfo, metadata, series, 
         "slice_index": None,
     }
     uid = fields.pop("sop_instance_uid")
-    old = Instance.objects.select_for_update().filter(sop_instance_uid=uid).first()
+    old = None
+    if maybe_exists:
+        old = Instance.objects.select_for_update().filter(sop_instance_uid=uid).first()
     if old is None:
-        return Instance.objects.create(sop_instance_uid=uid, **fields), record.size
+        return Instance.objects.create(sop_instance_uid=uid, **fields), True, record.size
     size_delta = record.size - old.file_size
     for k, v in fields.items():
         setattr(old, k, v)
     old.save()
-    return old, size_delta
+    return old, False, size_delta
 
 
 def _count(
     study: Study, series: Series, series_created: bool, instance_created: bool, size_delta: int
 ) -> None:
     # F() updates lock the rows, so concurrent workers add up instead of overwriting.
-    Study.objects.filter(pk=study.pk).update(
+    found = Study.objects.filter(pk=study.pk).update(
         number_of_series=F("number_of_series") + int(series_created),
         number_of_instances=F("number_of_instances") + int(instance_created),
         size_bytes=F("size_bytes") + size_delta,
         updated_at=timezone.now(),
     )
-    Series.objects.filter(pk=series.pk).update(
+    found += Series.objects.filter(pk=series.pk).update(
         number_of_instances=F("number_of_instances") + int(instance_created),
         derive_requested=F("derive_requested") + 1,
         updated_at=timezone.now(),
     )
+    if found != 2:
+        raise _StaleParent
     if series_created:
         # Recomputed under the study row lock taken above, so it sees every committed series.
         modalities = sorted(
@@ -272,7 +324,7 @@ def _count(
         Study.objects.filter(pk=study.pk).update(modalities_in_study="\\".join(modalities)[:255])
 
 
-def schedule_derivation(series_id: int, delay: float = 1.0) -> None:
+def schedule_derivation(series_id: int, delay: float = 0.5) -> None:
     """Queue one derivation per burst: only the update that flips the flag sends a task
     (after commit, so the task sees what was just indexed)."""
     if Series.objects.filter(pk=series_id, derive_scheduled=False).update(derive_scheduled=True):

@@ -6,7 +6,8 @@ worker (see indexing.py), never in the process that received the file.
 """
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
@@ -14,6 +15,7 @@ from typing import BinaryIO
 from django.db import transaction
 
 from . import queue
+from .db import relaxed_commit
 from .models import IngestRecord
 from .spool import get_spool
 
@@ -37,6 +39,58 @@ def receive_stream(f: BinaryIO, *, source: str, detail: str = "") -> IngestRecor
 def receive_path(path: Path, *, source: str, detail: str = "") -> IngestRecord:
     with open(path, "rb") as f:
         return receive_stream(f, source=source, detail=detail or str(path))
+
+
+@dataclass
+class Received:
+    label: str
+    record: IngestRecord | None = None
+    error: str = ""
+
+
+def receive_many(
+    files: Iterable[tuple[str, Callable[[], BinaryIO]]], *, source: str, batch_size: int = 32
+) -> Iterator[Received]:
+    """Spool many files (label, opener), recording them a batch per transaction.
+
+    For bulk imports: one directory sync and one commit per batch instead of per file.
+    A file that cannot be read is reported and does not stop the others.
+    """
+    spool = get_spool()
+    batch: list[tuple[Received, uuid.UUID, int, str]] = []
+    for label, opener in files:
+        try:
+            with opener() as f:
+                batch.append((Received(label), *spool.receive(read_chunks(f), sync_dir=False)))
+        except OSError as exc:
+            yield Received(label, error=f"cannot read: {exc.strerror or exc}")
+        if len(batch) >= batch_size:
+            yield from _record_batch(spool, batch, source)
+            batch = []
+    yield from _record_batch(spool, batch, source)
+
+
+def _record_batch(spool, batch, source: str) -> Iterator[Received]:
+    if not batch:
+        return
+    spool.sync()
+    records = [
+        IngestRecord(
+            id=record_id,
+            source=source,
+            source_detail=received.label[:1000],
+            size=size,
+            sha256=sha256,
+        )
+        for received, record_id, size, sha256 in batch
+    ]
+    with relaxed_commit():
+        IngestRecord.objects.bulk_create(records)
+        for record in records:
+            transaction.on_commit(partial(queue.send, queue.INGEST_FILE, str(record.id)))
+    for (received, *_), record in zip(batch, records, strict=True):
+        received.record = record
+        yield received
 
 
 def read_chunks(f: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:

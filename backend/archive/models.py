@@ -84,6 +84,7 @@ class Series(models.Model):
     derive_requested = models.PositiveIntegerField(default=0)
     derived_version = models.PositiveIntegerField(default=0)
     derive_scheduled = models.BooleanField(default=False)
+    derived_at = models.DateTimeField(null=True, blank=True)
     thumbnail_key = models.CharField(max_length=128, blank=True)
     metadata_key = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

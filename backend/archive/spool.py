@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .storage import write_durably
+from .storage import fsync_dir, write_durably
 
 
 class Spool:
@@ -24,8 +24,12 @@ class Spool:
     def path(self, record_id: uuid.UUID) -> Path:
         return self.root / f"{record_id}.dcm"
 
-    def receive(self, chunks: Iterable[bytes]) -> tuple[uuid.UUID, int, str]:
-        """Durably spool a file; returns its new id, its size and its SHA-256."""
+    def receive(self, chunks: Iterable[bytes], sync_dir: bool = True) -> tuple[uuid.UUID, int, str]:
+        """Durably spool a file; returns its new id, its size and its SHA-256.
+
+        With sync_dir=False the file's name is durable only after sync(), which a batch
+        calls once for all its files.
+        """
         record_id = uuid.uuid4()
         digest = hashlib.sha256()
 
@@ -34,8 +38,11 @@ class Spool:
                 digest.update(chunk)
                 yield chunk
 
-        size = write_durably(self.path(record_id), hashed(), tmp_dir=self.tmp)
+        size = write_durably(self.path(record_id), hashed(), tmp_dir=self.tmp, sync_dir=sync_dir)
         return record_id, size, digest.hexdigest()
+
+    def sync(self) -> None:
+        fsync_dir(self.root)
 
     def waiting(self, older_than_seconds: float = 0) -> Iterator[uuid.UUID]:
         """Ids of spooled files, oldest first (a few thousand at most in normal running)."""

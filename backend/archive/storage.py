@@ -37,11 +37,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, chunks: Iterable[bytes], tmp_dir: Path | None = None) -> int:
+def write_durably(
+    path: Path, chunks: Iterable[bytes], tmp_dir: Path | None = None, sync_dir: bool = True
+) -> int:
     """Write to a temporary file, fsync it, rename it into place, fsync the folder.
 
     Readers see either nothing or the whole file, and once this returns the file survives a
-    power cut. Returns the number of bytes written.
+    power cut. Returns the number of bytes written. With sync_dir=False the caller must
+    fsync_dir(path.parent) before relying on it (one sync for a batch of files).
     """
     tmp_dir = tmp_dir or path.parent
     fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-")
@@ -57,7 +60,8 @@ def write_durably(path: Path, chunks: Iterable[bytes], tmp_dir: Path | None = No
     except BaseException:
         _unlink_quietly(tmp_name)
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
     return size
 
 

@@ -37,9 +37,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "type": {"const": "study.changed"},
             "study_instance_uid": _UID,
-            # created: first instance of a new study; instances: more arrived;
-            # derived: thumbnails/ordering/metadata of a series are ready.
-            "change": {"enum": ["created", "instances", "derived"]},
+            # created: the first instance of a new study; series: a new series in it;
+            # derived: a series' counts, order, thumbnail and metadata are up to date
+            # (sent once per burst of arrivals, not per image).
+            "change": {"enum": ["created", "series", "derived"]},
             "series_instance_uid": _UID,
             "number_of_series": _COUNT,
             "number_of_instances": _COUNT,

@@ -86,14 +86,13 @@ class Command(BaseCommand):
     def _receive(self, paths, quiet) -> tuple[list, list[tuple[str, str]]]:
         record_ids, unreadable = [], []
         total = sum(1 for _ in iter_sources(paths))
+        files = ((source.label, source.open) for source in iter_sources(paths))
         with tqdm(total=total, desc="storing ", unit="file", disable=quiet) as bar:
-            for source in iter_sources(paths):
-                try:
-                    with source.open() as f:
-                        record = ingest.receive_stream(f, source="cli", detail=source.label)
-                    record_ids.append(record.pk)
-                except OSError as exc:
-                    unreadable.append((source.label, f"cannot read: {exc.strerror or exc}"))
+            for received in ingest.receive_many(files, source="cli"):
+                if received.record is None:
+                    unreadable.append((received.label, received.error))
+                else:
+                    record_ids.append(received.record.pk)
                 bar.update()
         return record_ids, unreadable
 
