@@ -17,9 +17,6 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
-for folder in ("queue", "processed"):
-    (settings.BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
-
 app = Celery("lightbox")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(

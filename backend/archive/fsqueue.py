@@ -25,6 +25,9 @@ class Channel(filesystem.Channel):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._listing: dict[str, deque[str]] = {}
+        # Producers may start before any worker has created the folders.
+        for folder in (self.data_folder_in, self.data_folder_out, self.processed_folder):
+            Path(folder).mkdir(parents=True, exist_ok=True)
 
     def _put(self, queue, payload, **kwargs):
         name = f"{int(round(monotonic() * 1000)):015d}_{uuid.uuid4()}.{queue}.msg"

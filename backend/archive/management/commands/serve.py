@@ -7,6 +7,7 @@ demo studies once, and stops everything cleanly on Ctrl-C or SIGTERM.
 
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -81,7 +82,7 @@ class Command(BaseCommand):
         receiver = settings.BASE_DIR / "worker" / "dimse"
         if receiver.is_dir():
             commands["dicom"] = [python, "-m", "worker.dimse"]
-        return [_spawn(name, cmd) for name, cmd in commands.items()]
+        return [_spawn(cmd) for cmd in commands.values()]
 
     def _announce(self, password_note: str) -> None:
         url = f"http://{settings.HTTP_HOST}:{settings.HTTP_PORT}/"
@@ -129,12 +130,10 @@ class _StopFlag:
 
 
 def _quote(args: list[str]) -> str:
-    import shlex
-
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _spawn(name: str, command: list[str]) -> subprocess.Popen:
+def _spawn(command: list[str]) -> subprocess.Popen:
     # Own process group: Ctrl-C reaches the supervisor, which shuts children down in order.
     return subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)
 
