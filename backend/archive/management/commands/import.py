@@ -79,9 +79,13 @@ class Command(BaseCommand):
         record_ids, unreadable = self._receive(paths, quiet)
         if no_wait:
             self.stdout.write(f"{len(record_ids)} file(s) stored and queued for indexing.")
-            return self._exit(unreadable, {})
+            for label, reason in unreadable:
+                self.stdout.write(f"  rejected {label}: {reason}")
+            if unreadable:
+                sys.exit(1)
+            return
         finished = self._wait(record_ids, wait_timeout, quiet)
-        return self._exit(unreadable, finished, len(record_ids))
+        return self._exit(unreadable, finished)
 
     def _receive(self, paths, quiet) -> tuple[list, list[tuple[str, str]]]:
         record_ids, unreadable = [], []
@@ -132,7 +136,7 @@ class Command(BaseCommand):
             done.update({pk: (state, detail, reason) for pk, state, detail, reason in rows})
         return done
 
-    def _exit(self, unreadable, finished: dict, expected: int = 0):
+    def _exit(self, unreadable, finished: dict):
         counts = Counter(state for state, _, _ in finished.values())
         rejected = [
             (detail, reason)
