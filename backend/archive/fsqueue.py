@@ -13,12 +13,15 @@ Lost messages cost nothing but latency: the sweep re-queues unfinished work from
 import os
 import uuid
 from collections import deque
+from itertools import count
 from pathlib import Path
-from time import monotonic
+from time import monotonic_ns
 
 from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
+
+_sequence = count()
 
 
 class Channel(filesystem.Channel):
@@ -30,7 +33,8 @@ class Channel(filesystem.Channel):
             Path(folder).mkdir(parents=True, exist_ok=True)
 
     def _put(self, queue, payload, **kwargs):
-        name = f"{int(round(monotonic() * 1000)):015d}_{uuid.uuid4()}.{queue}.msg"
+        # Nanosecond clock plus a counter: names sort in the order they were sent.
+        name = f"{monotonic_ns():020d}_{next(_sequence):09d}_{uuid.uuid4().hex}.{queue}.msg"
         folder = Path(self.data_folder_out)
         tmp = folder / "tmp"
         tmp.mkdir(exist_ok=True)

@@ -176,7 +176,7 @@ class _StaleParent(Exception):
     pass
 
 
-def _commit_index(record, extracted: Extracted, frames, metadata, object_key, state) -> None:
+def _commit_index(record, extracted: Extracted, frames, metadata, object_key, state) -> str:
     try:
         return _commit_once(record, extracted, frames, metadata, object_key, state, True)
     except (_StaleParent, IntegrityError):

@@ -6,6 +6,7 @@ process keeps its own cursor, starting at the newest row when it starts, and pol
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -40,7 +41,7 @@ def _after(cursor: int) -> list[tuple[int, str, dict]]:
 
 @database_sync_to_async
 def _prune() -> None:
-    cutoff = timezone.now() - timezone.timedelta(seconds=KEEP_SECONDS)
+    cutoff = timezone.now() - timedelta(seconds=KEEP_SECONDS)
     OutboxEvent.objects.filter(created_at__lt=cutoff).delete()
 
 
