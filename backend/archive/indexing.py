@@ -127,8 +127,9 @@ def _index_parsed(record: IngestRecord, path, parsed: ParsedFile) -> str:
     get_storage().adopt(object_key, path)
     frames = derive_frames(parsed, path, object_key, record.sha256)
     extracted = extract(ds)
-    extracted.warnings[:0] = parsed.warnings
-    metadata = dataset_to_json(ds, parsed)
+    extracted.instance["transfer_syntax_uid"] = parsed.transfer_syntax_uid
+    metadata, dropped = dataset_to_json(ds, parsed)
+    extracted.warnings[:0] = parsed.warnings + dropped
     state = State.REPLACED if existing is not None else State.STORED
     state = _commit_index(record, extracted, frames, metadata, object_key, state)
     get_spool().remove(record.id)

@@ -79,7 +79,7 @@ class FileSystemStorage:
         self.root = Path(root)
 
     def path(self, key: str) -> Path:
-        match = KEY_RE.match(key)
+        match = KEY_RE.fullmatch(key)
         if not match:
             raise StorageError(f"invalid storage key {key!r}")
         area, digest, ext = match.group(1), match.group(2), match.group(3) or ""

@@ -1,0 +1,164 @@
+"""sweep(): work a crash or a lost broker message left undone is found and finished once."""
+
+import os
+import time
+from datetime import timedelta
+
+import pytest
+from django.db.models import F
+from django.utils import timezone
+
+from backend.archive import ingest, queue
+from backend.archive.models import IngestRecord, Instance, Series, Study
+from backend.archive.recovery import sweep
+from backend.archive.spool import get_spool
+from backend.archive.storage import get_storage
+
+from ..conftest import pydicom_file
+from .helpers import receive_file
+
+pytestmark = pytest.mark.django_db(transaction=True)
+State = IngestRecord.State
+LONG_AGO = timedelta(hours=2)
+
+
+def age_file(path, seconds: float = 3600) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def lost_receive(tasks, name="CT_small.dcm") -> IngestRecord:
+    """A file received and recorded whose broker message was lost."""
+    record = ingest.receive_path(pydicom_file(name), source="cli")
+    assert tasks.sent == [(queue.INGEST_FILE, (str(record.id),))]
+    tasks.sent.clear()
+    return record
+
+
+def test_it_adopts_a_spooled_file_without_a_record(tasks):
+    spool = get_spool()
+    record_id, size, sha256 = spool.receive([pydicom_file("CT_small.dcm").read_bytes()])
+    age_file(spool.path(record_id))
+
+    result = sweep()
+    tasks.run()
+
+    assert result.adopted == 1
+    record = IngestRecord.objects.get(pk=record_id)
+    assert (record.state, record.source) == (State.STORED, "recovered")
+    assert (record.size, record.sha256) == (size, sha256)
+    assert Instance.objects.get().sha256 == sha256
+    assert not spool.path(record_id).exists()
+
+
+def test_it_leaves_a_freshly_spooled_file_to_its_receiver(tasks):
+    get_spool().receive([b"arriving"])
+    assert sweep().adopted == 0
+    assert tasks.sent == []
+    assert not IngestRecord.objects.exists()
+
+
+def test_it_requeues_a_stale_pending_record(tasks):
+    record = lost_receive(tasks)
+    IngestRecord.objects.filter(pk=record.pk).update(received_at=timezone.now() - LONG_AGO)
+
+    result = sweep()
+    tasks.run()
+
+    assert result.requeued == 1
+    record.refresh_from_db()
+    assert record.state == State.STORED
+    assert Instance.objects.count() == 1
+
+
+def test_it_waits_for_a_recent_pending_record(tasks, settings):
+    settings.INGEST_STALE_SECONDS = 600
+    lost_receive(tasks)
+    assert sweep().requeued == 0
+    assert tasks.sent == []
+
+
+def test_it_reclaims_an_abandoned_record_and_indexes_it_once(tasks):
+    record = lost_receive(tasks)
+    IngestRecord.objects.filter(pk=record.pk).update(
+        state=State.PROCESSING, attempts=1, claimed_at=timezone.now() - LONG_AGO
+    )
+
+    assert sweep().requeued == 1
+    # The lost message turns up after all: a second delivery of the same task.
+    tasks.send(queue.INGEST_FILE, str(record.id))
+    tasks.run()
+    sweep()
+    tasks.run()
+
+    record.refresh_from_db()
+    assert (record.state, record.attempts) == (State.STORED, 2)
+    assert Instance.objects.count() == 1
+    assert Study.objects.get().number_of_instances == 1
+
+
+def test_it_leaves_a_record_a_worker_is_still_processing(tasks):
+    record = lost_receive(tasks)
+    IngestRecord.objects.filter(pk=record.pk).update(
+        state=State.PROCESSING, attempts=1, claimed_at=timezone.now()
+    )
+    assert sweep().requeued == 0
+    assert tasks.sent == []
+
+
+def test_it_quarantines_a_record_that_keeps_killing_workers(tasks, settings):
+    settings.INGEST_MAX_ATTEMPTS = 2
+    record = lost_receive(tasks)
+    IngestRecord.objects.filter(pk=record.pk).update(
+        state=State.PROCESSING, attempts=2, claimed_at=timezone.now() - LONG_AGO
+    )
+
+    sweep()
+    tasks.run()
+
+    record.refresh_from_db()
+    assert record.state == State.QUARANTINED
+    assert "2 attempts" in record.reason
+    assert record.object_key.startswith("quarantine/")
+    assert get_storage().exists(record.object_key)
+    assert not Instance.objects.exists()
+    assert not get_spool().path(record.id).exists()
+
+
+def test_it_removes_the_spooled_copy_of_a_finished_record(tasks):
+    record = receive_file(pydicom_file("CT_small.dcm"), tasks)
+    # A crash between the commit and the removal leaves the spooled copy behind.
+    path = get_spool().path(record.id)
+    path.write_bytes(pydicom_file("CT_small.dcm").read_bytes())
+    age_file(path)
+
+    result = sweep()
+
+    assert result.cleaned >= 1
+    assert not path.exists()
+    assert tasks.sent == []
+    assert Instance.objects.count() == 1
+
+
+def test_it_derives_a_series_whose_derivation_was_lost(tasks):
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    Series.objects.update(
+        derive_requested=F("derive_requested") + 1,
+        derive_scheduled=True,
+        updated_at=timezone.now() - LONG_AGO,
+    )
+
+    result = sweep()
+    tasks.run()
+
+    assert result.series == 1
+    series = Series.objects.get()
+    assert series.is_derived and not series.derive_scheduled
+    assert series.thumbnail_key and series.metadata_key
+
+
+def test_it_does_nothing_when_nothing_is_unfinished(tasks):
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    result = sweep()
+    assert (result.adopted, result.requeued, result.series) == (0, 0, 0)
+    assert tasks.sent == []

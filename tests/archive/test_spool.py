@@ -1,0 +1,92 @@
+"""The spool: received files, durable and listed until their outcome is committed."""
+
+import hashlib
+import os
+import time
+import uuid
+
+import pytest
+
+from backend.archive.spool import Spool
+
+
+@pytest.fixture
+def spool(tmp_path):
+    return Spool(tmp_path / "spool")
+
+
+def age(path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_it_returns_id_size_and_sha256(spool):
+    chunks = [b"DICM", b"", b"x" * 5000]
+    record_id, size, sha256 = spool.receive(iter(chunks))
+    assert isinstance(record_id, uuid.UUID)
+    assert size == 5004
+    assert sha256 == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert spool.path(record_id).read_bytes() == b"".join(chunks)
+    assert list(spool.tmp.iterdir()) == []
+
+
+def test_it_gives_each_file_a_new_id(spool):
+    first, _, digest_1 = spool.receive([b"same"])
+    second, _, digest_2 = spool.receive([b"same"])
+    assert first != second and digest_1 == digest_2
+
+
+def test_it_spools_an_empty_file(spool):
+    record_id, size, sha256 = spool.receive([])
+    assert size == 0 and sha256 == hashlib.sha256(b"").hexdigest()
+    assert spool.path(record_id).exists()
+
+
+def test_it_keeps_nothing_when_the_sender_fails(spool):
+    def failing():
+        yield b"part"
+        raise ConnectionResetError
+
+    with pytest.raises(ConnectionResetError):
+        spool.receive(failing())
+    assert list(spool.waiting()) == []
+    assert list(spool.tmp.iterdir()) == []
+
+
+def test_it_lists_waiting_files_oldest_first(spool):
+    ids = [spool.receive([bytes([n])])[0] for n in range(3)]
+    for record_id, seconds in zip(ids, [10, 30, 20], strict=True):
+        age(spool.path(record_id), seconds)
+    assert list(spool.waiting()) == [ids[1], ids[2], ids[0]]
+
+
+def test_it_lists_only_files_older_than_asked(spool):
+    old, _, _ = spool.receive([b"old"])
+    spool.receive([b"new"])
+    age(spool.path(old), 120)
+    assert list(spool.waiting(older_than_seconds=60)) == [old]
+
+
+def test_it_ignores_foreign_names_and_folders(spool):
+    record_id, _, _ = spool.receive([b"x"])
+    (spool.root / "notes.txt").write_text("x")
+    (spool.root / "not-a-uuid.dcm").write_text("x")
+    (spool.root / f"{uuid.uuid4()}.dcm").mkdir()
+    assert list(spool.waiting()) == [record_id]
+
+
+def test_it_removes_a_file_and_tolerates_removing_twice(spool):
+    record_id, _, _ = spool.receive([b"x"])
+    spool.remove(record_id)
+    assert list(spool.waiting()) == []
+    spool.remove(record_id)
+
+
+def test_it_cleans_only_old_temporaries(spool):
+    old = spool.tmp / ".tmp-old"
+    new = spool.tmp / ".tmp-new"
+    old.write_bytes(b"half")
+    new.write_bytes(b"half")
+    age(old, 7200)
+    assert spool.clean_tmp(older_than_seconds=3600) == 1
+    assert not old.exists() and new.exists()
