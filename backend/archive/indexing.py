@@ -14,12 +14,11 @@ in the store and its IngestRecord keeps pointing at it.
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from backend.imaging.dicomfile import InvalidDicom, Limits, ParsedFile, read_dicom
@@ -27,7 +26,6 @@ from backend.imaging.pixels import PixelDataError, Pixels, decode_pixels
 
 from . import notify, queue
 from .attributes import Extracted, extract
-from .db import relaxed_commit
 from .dicomjson import dataset_to_json
 from .models import IngestRecord, Instance, Patient, Series, Study
 from .spool import get_spool
@@ -42,41 +40,53 @@ def limits() -> Limits:
 
 
 def index_received(record_id: uuid.UUID | str) -> str | None:
-    """Index one spooled file; returns the record's final state, or None if not claimed."""
-    record = claim(uuid.UUID(str(record_id)))
-    if record is None:
+    """Index one spooled file; returns its final state, or None if it was already done.
+
+    No claim is written before the work: the final update is conditional on the record still
+    being pending, so when two workers get the same record (a duplicate message, a sweep)
+    one commits and the other's transaction rolls back. Attempts are counted beside the
+    spooled file, so a file that keeps killing workers is quarantined after
+    INGEST_MAX_ATTEMPTS.
+    """
+    record = IngestRecord.objects.filter(pk=uuid.UUID(str(record_id))).first()
+    if record is None or record.is_final:
         return None
-    path = get_spool().path(record.id)
-    if not path.exists():
-        return _finish_without_file(record)
-    if record.attempts > settings.INGEST_MAX_ATTEMPTS:
-        reason = f"gave up after {record.attempts - 1} attempts (worker killed or out of time)"
-        return quarantine(record, path, reason)
+    spool = get_spool()
+    path = spool.path(record.id)
+    try:
+        if not path.exists():
+            return _finish_without_file(record)
+        attempt = spool.begin_attempt(record.id)
+        if attempt > settings.INGEST_MAX_ATTEMPTS:
+            cause = spool.last_error(record.id) or "the worker was killed or ran out of time"
+            reason = f"gave up after {attempt - 1} attempts: {cause}"
+            return quarantine(record, path, reason, attempts=attempt - 1)
+        return _index_file(record, path, attempt)
+    except _AlreadyFinished:
+        return None
+    except Exception as exc:
+        spool.note_error(record.id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+class _AlreadyFinished(Exception):
+    """Another worker committed this record's outcome first."""
+
+
+def _index_file(record: IngestRecord, path, attempt: int) -> str:
     try:
         parsed = read_dicom(path, limits())
     except InvalidDicom as exc:
-        return quarantine(record, path, str(exc))
-    return _index_parsed(record, path, parsed)
+        return quarantine(record, path, str(exc), attempts=attempt)
+    return _index_parsed(record, path, parsed, attempt)
 
 
-def claim(record_id: uuid.UUID) -> IngestRecord | None:
-    """Take a record for this worker: pending, or processing but abandoned (stale)."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.INGEST_TASK_TIME_LIMIT + 10)
-    claimable = Q(state=State.PENDING) | Q(state=State.PROCESSING, claimed_at__lt=stale)
-    with relaxed_commit():
-        updated = IngestRecord.objects.filter(claimable, pk=record_id).update(
-            state=State.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
-        )
-        return IngestRecord.objects.get(pk=record_id) if updated else None
-
-
-def quarantine(record: IngestRecord, path, reason: str) -> str:
+def quarantine(record: IngestRecord, path, reason: str, **fields) -> str:
     """Keep an unusable file aside with the reason; admins list these records."""
     key = f"quarantine/{record.sha256}.dcm"
     get_storage().adopt(key, path)
     log.warning("quarantined %s (%s): %s", record.id, record.source_detail, reason)
-    _finish(record, State.QUARANTINED, reason=reason, object_key=key)
+    _finish(record, State.QUARANTINED, reason=reason, object_key=key, **fields)
     get_spool().remove(record.id)
     return State.QUARANTINED
 
@@ -89,9 +99,12 @@ def _finish_without_file(record: IngestRecord) -> str:
 
 
 def _finish(record: IngestRecord, state: str, **fields) -> None:
-    IngestRecord.objects.filter(pk=record.pk).update(
+    """Record the outcome, unless another worker already did (then raise)."""
+    updated = IngestRecord.objects.filter(pk=record.pk, state=State.PENDING).update(
         state=state, finished_at=timezone.now(), **fields
     )
+    if not updated:
+        raise _AlreadyFinished
 
 
 @dataclass
@@ -107,7 +120,7 @@ class FrameInfo:
     pixel_max: float | None = None
 
 
-def _index_parsed(record: IngestRecord, path, parsed: ParsedFile) -> str:
+def _index_parsed(record: IngestRecord, path, parsed: ParsedFile, attempt: int) -> str:
     ds = parsed.dataset
     sop_instance_uid = str(ds.SOPInstanceUID)
     existing = Instance.objects.filter(sop_instance_uid=sop_instance_uid).first()
@@ -119,6 +132,7 @@ def _index_parsed(record: IngestRecord, path, parsed: ParsedFile) -> str:
             object_key=existing.object_key,
             sop_instance_uid=sop_instance_uid,
             study_instance_uid=str(ds.StudyInstanceUID),
+            attempts=attempt,
         )
         get_spool().remove(record.id)
         return State.DUPLICATE
@@ -131,6 +145,7 @@ def _index_parsed(record: IngestRecord, path, parsed: ParsedFile) -> str:
     metadata, dropped = dataset_to_json(ds, parsed)
     extracted.warnings[:0] = parsed.warnings + dropped
     state = State.REPLACED if existing is not None else State.STORED
+    record.attempts = attempt
     state = _commit_index(record, extracted, frames, metadata, object_key, state)
     get_spool().remove(record.id)
     return state
@@ -208,6 +223,7 @@ def _commit_once(record, extracted, frames, metadata, object_key, state, existin
             object_key=object_key,
             sop_instance_uid=instance.sop_instance_uid,
             study_instance_uid=study.study_instance_uid,
+            attempts=record.attempts,
         )
         if study_created or series_created:
             notify.study_changed(study, series, "created" if study_created else "series")

@@ -181,8 +181,7 @@ class IngestRecord(models.Model):
     """
 
     class State(models.TextChoices):
-        PENDING = "pending"
-        PROCESSING = "processing"
+        PENDING = "pending"  # durable in the spool, waiting for (or in) a worker
         STORED = "stored"  # indexed as a new instance
         REPLACED = "replaced"  # indexed, replacing a different file with the same SOPInstanceUID
         DUPLICATE = "duplicate"  # byte-identical to what is stored: nothing changed
@@ -199,8 +198,7 @@ class IngestRecord(models.Model):
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64, db_index=True)
     reason = models.TextField(blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)  # indexing attempts it took
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     sop_instance_uid = models.CharField(max_length=64, blank=True)
@@ -214,7 +212,7 @@ class IngestRecord(models.Model):
             models.Index(
                 fields=["received_at"],
                 name="ingest_unfinished",
-                condition=Q(state__in=["pending", "processing"]),
+                condition=Q(state="pending"),
             )
         ]
 

@@ -6,6 +6,7 @@ counters say what is unfinished. sweep() runs when a worker starts and periodica
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -76,16 +77,18 @@ def _adopt(spool, record_id) -> None:
 
 
 def _requeue_records(stale: float, result: SweepResult) -> None:
+    """Queue pending records again, except those a worker began recently (their attempt
+    marker is younger than the task time limit): those are still being worked on."""
+    spool = get_spool()
     cutoff = timezone.now() - timedelta(seconds=stale)
-    processing_cutoff = timezone.now() - timedelta(seconds=settings.INGEST_TASK_TIME_LIMIT + 10)
+    busy_since = time.time() - settings.INGEST_TASK_TIME_LIMIT - 10
     waiting = IngestRecord.objects.filter(state=State.PENDING, received_at__lte=cutoff)
-    abandoned = IngestRecord.objects.filter(
-        state=State.PROCESSING, claimed_at__lt=processing_cutoff
-    )
-    for queryset in (waiting, abandoned):
-        for record_id in queryset.values_list("pk", flat=True).iterator(chunk_size=1000):
-            queue.send(queue.INGEST_FILE, str(record_id))
-            result.requeued += 1
+    for record_id in waiting.values_list("pk", flat=True).iterator(chunk_size=1000):
+        started = spool.attempt_started(record_id)
+        if started is not None and started > busy_since:
+            continue
+        queue.send(queue.INGEST_FILE, str(record_id))
+        result.requeued += 1
 
 
 def _reschedule_series(stale: float, result: SweepResult) -> None:

@@ -6,6 +6,7 @@ spool after a crash finds exactly the work that is not finished.
 """
 
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -62,10 +63,47 @@ class Spool:
                 continue
 
     def remove(self, record_id: uuid.UUID) -> None:
+        for path in (self.path(record_id), self._attempts_path(record_id)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    # Attempts are counted in a small marker beside the spooled file rather than in the
+    # database: a write transaction per file is what SQLite serialises on, and a marker
+    # survives what it must survive (a worker killed by a hostile file), while a power cut
+    # only resets the count.
+
+    def _attempts_path(self, record_id: uuid.UUID) -> Path:
+        return self.root / f"{record_id}.attempts"
+
+    def _read_attempts(self, record_id: uuid.UUID) -> dict:
         try:
-            os.unlink(self.path(record_id))
+            return json.loads(self._attempts_path(record_id).read_text())
+        except (FileNotFoundError, ValueError):
+            return {"count": 0, "error": ""}
+
+    def begin_attempt(self, record_id: uuid.UUID) -> int:
+        """Count one more attempt at indexing a spooled file; returns its number (1-based)."""
+        state = self._read_attempts(record_id)
+        state["count"] += 1
+        self._attempts_path(record_id).write_text(json.dumps(state))
+        return state["count"]
+
+    def note_error(self, record_id: uuid.UUID, error: str) -> None:
+        state = self._read_attempts(record_id)
+        state["error"] = error[:2000]
+        self._attempts_path(record_id).write_text(json.dumps(state))
+
+    def last_error(self, record_id: uuid.UUID) -> str:
+        return self._read_attempts(record_id)["error"]
+
+    def attempt_started(self, record_id: uuid.UUID) -> float | None:
+        """When the latest attempt began (epoch seconds), or None if none did."""
+        try:
+            return self._attempts_path(record_id).stat().st_mtime
         except FileNotFoundError:
-            pass
+            return None
 
     def clean_tmp(self, older_than_seconds: float = 3600) -> int:
         """Delete half-written temporaries: nobody was ever told they were received."""

@@ -78,11 +78,18 @@ def test_it_waits_for_a_recent_pending_record(tasks, settings):
     assert tasks.sent == []
 
 
-def test_it_reclaims_an_abandoned_record_and_indexes_it_once(tasks):
+def killed_mid_attempt(record, attempts: int = 1, seconds_ago: float = 3600) -> None:
+    """What a worker killed while indexing leaves: a pending record and its attempt marker."""
+    spool = get_spool()
+    for _ in range(attempts):
+        spool.begin_attempt(record.id)
+    IngestRecord.objects.filter(pk=record.pk).update(received_at=timezone.now() - LONG_AGO)
+    age_file(spool.root / f"{record.id}.attempts", seconds_ago)
+
+
+def test_it_requeues_an_abandoned_record_and_indexes_it_once(tasks):
     record = lost_receive(tasks)
-    IngestRecord.objects.filter(pk=record.pk).update(
-        state=State.PROCESSING, attempts=1, claimed_at=timezone.now() - LONG_AGO
-    )
+    killed_mid_attempt(record)
 
     assert sweep().requeued == 1
     # The lost message turns up after all: a second delivery of the same task.
@@ -99,9 +106,7 @@ def test_it_reclaims_an_abandoned_record_and_indexes_it_once(tasks):
 
 def test_it_leaves_a_record_a_worker_is_still_processing(tasks):
     record = lost_receive(tasks)
-    IngestRecord.objects.filter(pk=record.pk).update(
-        state=State.PROCESSING, attempts=1, claimed_at=timezone.now()
-    )
+    killed_mid_attempt(record, seconds_ago=1)
     assert sweep().requeued == 0
     assert tasks.sent == []
 
@@ -109,9 +114,7 @@ def test_it_leaves_a_record_a_worker_is_still_processing(tasks):
 def test_it_quarantines_a_record_that_keeps_killing_workers(tasks, settings):
     settings.INGEST_MAX_ATTEMPTS = 2
     record = lost_receive(tasks)
-    IngestRecord.objects.filter(pk=record.pk).update(
-        state=State.PROCESSING, attempts=2, claimed_at=timezone.now() - LONG_AGO
-    )
+    killed_mid_attempt(record, attempts=2)
 
     sweep()
     tasks.run()
@@ -119,10 +122,45 @@ def test_it_quarantines_a_record_that_keeps_killing_workers(tasks, settings):
     record.refresh_from_db()
     assert record.state == State.QUARANTINED
     assert "2 attempts" in record.reason
+    assert "killed" in record.reason
     assert record.object_key.startswith("quarantine/")
     assert get_storage().exists(record.object_key)
     assert not Instance.objects.exists()
     assert not get_spool().path(record.id).exists()
+
+
+def test_it_names_the_last_error_when_it_gives_up(tasks, settings, monkeypatch):
+    from backend.archive import indexing
+
+    settings.INGEST_MAX_ATTEMPTS = 1
+    record = lost_receive(tasks)
+
+    def broken(*args):
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(indexing, "_index_parsed", broken)
+    with pytest.raises(RuntimeError):
+        indexing.index_received(record.id)
+    monkeypatch.undo()
+    indexing.index_received(record.id)
+
+    record.refresh_from_db()
+    assert record.state == State.QUARANTINED
+    assert "RuntimeError: decoder exploded" in record.reason
+
+
+def test_it_lets_only_one_of_two_concurrent_workers_commit(tasks):
+    from backend.archive import indexing
+
+    record = lost_receive(tasks)
+    assert indexing.index_received(record.id) == State.STORED
+    # A second worker that read the record while it was pending finishes later: it must
+    # not commit a second outcome.
+    stale_copy = IngestRecord.objects.get(pk=record.pk)
+    stale_copy.state = State.PENDING
+    with pytest.raises(indexing._AlreadyFinished):
+        indexing._finish(stale_copy, State.DUPLICATE)
+    assert Instance.objects.count() == 1
 
 
 def test_it_removes_the_spooled_copy_of_a_finished_record(tasks):
