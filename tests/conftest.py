@@ -68,4 +68,5 @@ def tasks(monkeypatch):
 
     inline = InlineQueue()
     monkeypatch.setattr(queue, "send", inline.send)
+    monkeypatch.setattr(queue, "waiting_messages", lambda queue_name="celery": len(inline.sent))
     return inline

@@ -24,7 +24,9 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=4,
     task_time_limit=settings.INGEST_TASK_TIME_LIMIT,
-    task_soft_time_limit=max(settings.INGEST_TASK_TIME_LIMIT - 10, 1),
+    # The soft limit raises inside the task (clean failure, error noted); the hard limit
+    # kills the child if the decoder does not return.
+    task_soft_time_limit=max(int(settings.INGEST_TASK_TIME_LIMIT * 0.8), 1),
     task_ignore_result=True,
     worker_concurrency=settings.WORKER_CONCURRENCY,
     worker_hijack_root_logger=False,

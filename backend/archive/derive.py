@@ -4,7 +4,6 @@ series' WADO-RS /metadata document, so that opening a series is reading prepared
 
 import gzip
 import hashlib
-import json
 import logging
 
 from django.db import transaction
@@ -20,6 +19,29 @@ from .storage import get_storage
 
 log = logging.getLogger(__name__)
 THUMBNAIL_SIZE = 128
+# What ordering and the thumbnail read of each instance.
+_ORDER_FIELDS = (
+    "pk",
+    "sop_instance_uid",
+    "instance_number",
+    "image_position_patient",
+    "image_orientation_patient",
+    "slice_index",
+    "viewable",
+    "number_of_frames",
+    "rows",
+    "columns",
+    "frame_samples",
+    "frame_dtype",
+    "frame_photometric",
+    "frames_key",
+    "frames_offset",
+    "rescale_slope",
+    "rescale_intercept",
+    "window_center",
+    "window_width",
+    "not_viewable_reason",
+)
 
 
 def series_key(series: Series, suffix: str) -> str:
@@ -35,7 +57,7 @@ def derive_series(series_id: int) -> bool:
     if series is None or series.is_derived:
         return False
     version = series.derive_requested
-    instances = list(series.instances.defer("dicom_json"))
+    instances = list(series.instances.only(*_ORDER_FIELDS))
     ordered = _apply_slice_order(instances)
     thumbnail_key = _write_thumbnail(series, ordered)
     metadata_key = _write_metadata(series, [i.pk for i in ordered])
@@ -99,7 +121,7 @@ def _write_thumbnail(series: Series, ordered: list[Instance]) -> str:
 def _write_metadata(series: Series, ordered_pks: list[int]) -> str:
     """The series' /metadata response body (a JSON array), gzip-compressed, in slice order."""
     documents = dict(series.instances.values_list("pk", "dicom_json"))
-    body = ",".join(json.dumps(documents[pk], separators=(",", ":")) for pk in ordered_pks)
+    body = ",".join(documents[pk] for pk in ordered_pks)
     key = series_key(series, ".metadata.json.gz")
-    get_storage().create(key, [gzip.compress(f"[{body}]".encode(), compresslevel=5)])
+    get_storage().create(key, [gzip.compress(f"[{body}]".encode(), compresslevel=1)])
     return key

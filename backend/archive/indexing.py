@@ -11,6 +11,7 @@ Policy for a different file under a SOPInstanceUID we already hold: the newest f
 in the store and its IngestRecord keeps pointing at it.
 """
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -299,7 +300,7 @@ def _upsert_instance(
         "object_key": object_key,
         "file_size": record.size,
         "sha256": record.sha256,
-        "dicom_json": metadata,
+        "dicom_json": json.dumps(metadata, separators=(",", ":")),
         "warnings": extracted.warnings,
         "slice_index": None,
     }
@@ -341,7 +342,7 @@ def _count(
         Study.objects.filter(pk=study.pk).update(modalities_in_study="\\".join(modalities)[:255])
 
 
-def schedule_derivation(series_id: int, delay: float = 0.5) -> None:
+def schedule_derivation(series_id: int, delay: float = 0.3) -> None:
     """Queue one derivation per burst: only the update that flips the flag sends a task
     (after commit, so the task sees what was just indexed)."""
     if Series.objects.filter(pk=series_id, derive_scheduled=False).update(derive_scheduled=True):

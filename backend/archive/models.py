@@ -161,8 +161,9 @@ class Instance(models.Model):
     pixel_min = models.FloatField(null=True, blank=True)
     pixel_max = models.FloatField(null=True, blank=True)
 
-    # DICOM JSON (PS3.18 §F.2) of the header with BulkDataURIs, for WADO-RS /metadata.
-    dicom_json = models.JSONField(default=dict)
+    # DICOM JSON (PS3.18 §F.2) of the header with BulkDataURIs, for WADO-RS /metadata,
+    # kept serialised: responses concatenate it, nothing queries inside it.
+    dicom_json = models.TextField(default="{}")
     warnings = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -7,6 +7,7 @@ producer-only Celery app configured from the same settings.
 from functools import lru_cache
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
 INGEST_FILE = "lightbox.ingest_file"
 DERIVE_SERIES = "lightbox.derive_series"
@@ -22,3 +23,13 @@ def producer() -> Celery:
 
 def send(task_name: str, *args: object, countdown: float | None = None) -> None:
     producer().send_task(task_name, args=args, countdown=countdown)
+
+
+def waiting_messages(queue_name: str = "celery") -> int:
+    """Messages waiting in the broker queue (not counting those workers have prefetched)."""
+    with producer().connection_for_write() as connection:
+        channel = connection.default_channel
+        try:
+            return channel.queue_declare(queue=queue_name, passive=True).message_count
+        except ChannelError:
+            return 0  # never declared: nothing was ever sent

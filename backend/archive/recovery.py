@@ -78,7 +78,13 @@ def _adopt(spool, record_id) -> None:
 
 def _requeue_records(stale: float, result: SweepResult) -> None:
     """Queue pending records again, except those a worker began recently (their attempt
-    marker is younger than the task time limit): those are still being worked on."""
+    marker is younger than the task time limit): those are still being worked on.
+
+    While the broker still holds messages, pending records are most likely among them:
+    re-sending would only duplicate a backlog, so this waits until the queue drains.
+    """
+    if _broker_busy():
+        return
     spool = get_spool()
     cutoff = timezone.now() - timedelta(seconds=stale)
     busy_since = time.time() - settings.INGEST_TASK_TIME_LIMIT - 10
@@ -89,6 +95,14 @@ def _requeue_records(stale: float, result: SweepResult) -> None:
             continue
         queue.send(queue.INGEST_FILE, str(record_id))
         result.requeued += 1
+
+
+def _broker_busy() -> bool:
+    try:
+        return queue.waiting_messages() > 0
+    except Exception:
+        log.warning("cannot read the broker queue length; re-queueing anyway", exc_info=True)
+        return False
 
 
 def _reschedule_series(stale: float, result: SweepResult) -> None:

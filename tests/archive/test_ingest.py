@@ -159,7 +159,8 @@ def test_it_derives_order_thumbnail_and_metadata_per_series(tasks, tmp_path):
     assert "BulkDataURI" in metadata[0]["7FE00010"]
 
 
-def test_it_publishes_study_changed_after_commit(tasks):
+def test_it_publishes_study_changed_after_commit(tasks, settings):
+    settings.REDIS_URL = ""  # embedded mode: events go through the outbox table
     receive_file(pydicom_file("CT_small.dcm"), tasks)
     changes = [e.payload["change"] for e in OutboxEvent.objects.order_by("pk")]
     assert changes == ["created", "derived"]

@@ -200,3 +200,12 @@ def test_it_does_nothing_when_nothing_is_unfinished(tasks):
     result = sweep()
     assert (result.adopted, result.requeued, result.series) == (0, 0, 0)
     assert tasks.sent == []
+
+
+def test_it_does_not_duplicate_a_backlog_still_in_the_queue(tasks):
+    record = lost_receive(tasks)
+    IngestRecord.objects.filter(pk=record.pk).update(received_at=timezone.now() - LONG_AGO)
+    tasks.send(queue.INGEST_FILE, "some-other-record")  # the broker is still busy
+
+    assert sweep().requeued == 0
+    assert tasks.sent == [(queue.INGEST_FILE, ("some-other-record",))]
