@@ -54,6 +54,7 @@ class InlineQueue:
 
         handlers = {
             queue.INGEST_FILE: indexing.index_received,
+            queue.INGEST_BATCH: indexing.index_batch,
             queue.DERIVE_SERIES: derive.derive_series,
             queue.SWEEP: lambda: recovery.sweep(),
         }

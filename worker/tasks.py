@@ -11,6 +11,12 @@ def ingest_file(record_id: str) -> str | None:
     return indexing.index_received(record_id)
 
 
+@shared_task(name="lightbox.ingest_batch")
+def ingest_batch(record_ids: list[str]) -> dict[str, int]:
+    """Index several spooled files of a bulk import; returns counts per outcome."""
+    return indexing.index_batch(record_ids)
+
+
 @shared_task(name="lightbox.derive_series")
 def derive_series(series_id: int) -> bool:
     """Refresh a series' slice order, thumbnail and /metadata after arrivals."""

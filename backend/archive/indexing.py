@@ -52,34 +52,105 @@ def index_received(record_id: uuid.UUID | str) -> str | None:
     record = IngestRecord.objects.filter(pk=uuid.UUID(str(record_id))).first()
     if record is None or record.is_final:
         return None
-    spool = get_spool()
-    path = spool.path(record.id)
     try:
-        if not path.exists():
-            return _finish_without_file(record)
-        attempt = spool.begin_attempt(record.id)
-        if attempt > settings.INGEST_MAX_ATTEMPTS:
-            cause = spool.last_error(record.id) or "the worker was killed or ran out of time"
-            reason = f"gave up after {attempt - 1} attempts: {cause}"
-            return quarantine(record, path, reason, attempts=attempt - 1)
-        return _index_file(record, path, attempt)
+        prepared = _prepare(record)
+        if not isinstance(prepared, Prepared):
+            return prepared
+        state = _commit_index(prepared)
     except _AlreadyFinished:
         return None
     except Exception as exc:
-        spool.note_error(record.id, f"{type(exc).__name__}: {exc}")
+        get_spool().note_error(record.id, f"{type(exc).__name__}: {exc}")
         raise
+    get_spool().remove(record.id)
+    return state
+
+
+def index_batch(record_ids: list[str]) -> dict[str, int]:
+    """Index several spooled files (a bulk import) with one transaction for the new ones.
+
+    Same steps and outcomes as index_received, but new instances are inserted together
+    and the counts of their series and study updated once, which is what makes bulk
+    imports fast. Anything unusual (a replacement, a repeated UID in the batch, a race with
+    another worker) falls back to the one-file path. A file whose preparation fails is
+    left pending with its error noted; the sweep retries it.
+    """
+    ids = [uuid.UUID(str(i)) for i in record_ids]
+    records = IngestRecord.objects.in_bulk(ids)
+    outcomes: dict[str, int] = {}
+    ready: list[Prepared] = []
+    for record_id in ids:
+        record = records.get(record_id)
+        if record is None or record.is_final:
+            continue
+        try:
+            try:
+                prepared = _prepare(
+                    record, {p.extracted.instance["sop_instance_uid"] for p in ready}
+                )
+            except _SameInstanceInBatch as again:
+                # An earlier file of this batch has the same SOP Instance UID: commit what is
+                # ready first, so this one is compared with what it follows.
+                for state in _commit_prepared(ready):
+                    outcomes[state] = outcomes.get(state, 0) + 1
+                ready = []
+                prepared = _prepare_parsed(record, again.path, again.parsed)
+        except _AlreadyFinished:
+            continue
+        except Exception as exc:
+            get_spool().note_error(record.id, f"{type(exc).__name__}: {exc}")
+            log.exception("indexing %s failed; it will be retried", record.id)
+            continue
+        if isinstance(prepared, Prepared):
+            ready.append(prepared)
+        else:
+            outcomes[prepared] = outcomes.get(prepared, 0) + 1
+    for state in _commit_prepared(ready):
+        outcomes[state] = outcomes.get(state, 0) + 1
+    return outcomes
 
 
 class _AlreadyFinished(Exception):
     """Another worker committed this record's outcome first."""
 
 
-def _index_file(record: IngestRecord, path, attempt: int) -> str:
+@dataclass
+class Prepared:
+    """A file parsed, stored and decoded, ready to be indexed."""
+
+    record: IngestRecord
+    extracted: Extracted
+    frames: "FrameInfo"
+    metadata: str
+    object_key: str
+    state: str  # STORED (a new SOP Instance UID) or REPLACED
+
+
+class _SameInstanceInBatch(Exception):
+    def __init__(self, path, parsed: ParsedFile):
+        self.path, self.parsed = path, parsed
+
+
+def _prepare(record: IngestRecord, batch_uids: set[str] = frozenset()) -> "Prepared | str":
+    """Everything but the index: returns a Prepared, or the final state it already reached
+    (quarantined, duplicate)."""
+    spool = get_spool()
+    path = spool.path(record.id)
+    if not path.exists():
+        return _finish_without_file(record)
+    attempt = spool.begin_attempt(record.id)
+    record.attempts = attempt
+    if attempt > settings.INGEST_MAX_ATTEMPTS:
+        cause = spool.last_error(record.id) or "the worker was killed or ran out of time"
+        reason = f"gave up after {attempt - 1} attempts: {cause}"
+        return quarantine(record, path, reason, attempts=attempt - 1)
     try:
         parsed = read_dicom(path, limits())
     except InvalidDicom as exc:
         return quarantine(record, path, str(exc), attempts=attempt)
-    return _index_parsed(record, path, parsed, attempt)
+    if str(parsed.dataset.SOPInstanceUID) in batch_uids:
+        raise _SameInstanceInBatch(path, parsed)
+    return _prepare_parsed(record, path, parsed)
 
 
 def quarantine(record: IngestRecord, path, reason: str, **fields) -> str:
@@ -121,7 +192,7 @@ class FrameInfo:
     pixel_max: float | None = None
 
 
-def _index_parsed(record: IngestRecord, path, parsed: ParsedFile, attempt: int) -> str:
+def _prepare_parsed(record: IngestRecord, path, parsed: ParsedFile) -> "Prepared | str":
     ds = parsed.dataset
     sop_instance_uid = str(ds.SOPInstanceUID)
     existing = Instance.objects.filter(sop_instance_uid=sop_instance_uid).first()
@@ -133,7 +204,7 @@ def _index_parsed(record: IngestRecord, path, parsed: ParsedFile, attempt: int) 
             object_key=existing.object_key,
             sop_instance_uid=sop_instance_uid,
             study_instance_uid=str(ds.StudyInstanceUID),
-            attempts=attempt,
+            attempts=record.attempts,
         )
         get_spool().remove(record.id)
         return State.DUPLICATE
@@ -145,11 +216,14 @@ def _index_parsed(record: IngestRecord, path, parsed: ParsedFile, attempt: int) 
     extracted.instance["transfer_syntax_uid"] = parsed.transfer_syntax_uid
     metadata, dropped = dataset_to_json(ds, parsed)
     extracted.warnings[:0] = parsed.warnings + dropped
-    state = State.REPLACED if existing is not None else State.STORED
-    record.attempts = attempt
-    state = _commit_index(record, extracted, frames, metadata, object_key, state)
-    get_spool().remove(record.id)
-    return state
+    return Prepared(
+        record=record,
+        extracted=extracted,
+        frames=frames,
+        metadata=json.dumps(metadata, separators=(",", ":")),
+        object_key=object_key,
+        state=State.REPLACED if existing is not None else State.STORED,
+    )
 
 
 def derive_frames(parsed: ParsedFile, path, object_key: str, sha256: str) -> FrameInfo:
@@ -193,35 +267,30 @@ class _StaleParent(Exception):
     pass
 
 
-def _commit_index(record, extracted: Extracted, frames, metadata, object_key, state) -> str:
+def _commit_index(prepared: Prepared) -> str:
     try:
-        return _commit_once(record, extracted, frames, metadata, object_key, state, True)
+        return _commit_once(prepared, existing_checked=True)
     except (_StaleParent, IntegrityError):
         # A cached parent vanished, or another worker inserted the same instance first.
         _parents.clear()
-        return _commit_once(record, extracted, frames, metadata, object_key, state, False)
+        return _commit_once(prepared, existing_checked=False)
 
 
-def _commit_once(record, extracted, frames, metadata, object_key, state, existing_checked):
+def _commit_once(prepared: Prepared, existing_checked: bool) -> str:
+    record, extracted, state = prepared.record, prepared.extracted, prepared.state
     with transaction.atomic():
         study, study_created = _upsert_study(extracted.study, extracted.patient)
         series, series_created = _upsert_series(extracted.series, study)
         instance, created, size_delta = _upsert_instance(
-            extracted,
-            frames,
-            metadata,
-            series,
-            object_key,
-            record,
-            maybe_exists=state == State.REPLACED or not existing_checked,
+            prepared, series, maybe_exists=state == State.REPLACED or not existing_checked
         )
-        _count(study, series, series_created, created, size_delta)
+        _count(study, series, series_created, int(created), size_delta)
         final = State.STORED if created else State.REPLACED
         _finish(
             record,
             final,
             instance=instance,
-            object_key=object_key,
+            object_key=prepared.object_key,
             sop_instance_uid=instance.sop_instance_uid,
             study_instance_uid=study.study_instance_uid,
             attempts=record.attempts,
@@ -230,6 +299,90 @@ def _commit_once(record, extracted, frames, metadata, object_key, state, existin
             notify.study_changed(study, series, "created" if study_created else "series")
         schedule_derivation(series.pk)
     return final
+
+
+def _commit_prepared(ready: list[Prepared]) -> list[str]:
+    """Commit a batch: new instances together, anything unusual one by one."""
+    bulk, single, seen = [], [], set()
+    for prepared in ready:
+        uid = prepared.extracted.instance["sop_instance_uid"]
+        new = prepared.state == State.STORED and uid not in seen
+        (bulk if new else single).append(prepared)
+        seen.add(uid)
+    states: list[str] = []
+    if bulk:
+        try:
+            states += _commit_bulk(bulk)
+        except (_StaleParent, IntegrityError):
+            _parents.clear()
+            single = bulk + single
+    for prepared in single:
+        try:
+            states.append(_commit_index(prepared))
+        except _AlreadyFinished:
+            continue
+        get_spool().remove(prepared.record.id)
+    return states
+
+
+def _commit_bulk(batch: list[Prepared]) -> list[str]:
+    with transaction.atomic():
+        pending = set(
+            IngestRecord.objects.select_for_update()
+            .filter(pk__in=[p.record.pk for p in batch], state=State.PENDING)
+            .values_list("pk", flat=True)
+        )
+        batch = [p for p in batch if p.record.pk in pending]
+        groups: dict[int, dict] = {}
+        rows = []
+        for prepared in batch:
+            study, study_created = _upsert_study(
+                prepared.extracted.study, prepared.extracted.patient
+            )
+            series, series_created = _upsert_series(prepared.extracted.series, study)
+            group = groups.setdefault(
+                series.pk, {"study": study, "series": series, "n": 0, "size": 0}
+            )
+            group["created"] = (
+                group.get("created")
+                or ("created" if study_created else None)
+                or ("series" if series_created else None)
+            )
+            group["n"] += 1
+            group["size"] += prepared.record.size
+            rows.append(Instance(**_instance_fields(prepared, series)))
+        instances = Instance.objects.bulk_create(rows)
+        for group in groups.values():
+            created = group.get("created")
+            _count(group["study"], group["series"], bool(created), group["n"], group["size"])
+        _finish_bulk(batch, instances)
+        for group in groups.values():
+            if group.get("created"):
+                notify.study_changed(group["study"], group["series"], group["created"])
+            schedule_derivation(group["series"].pk)
+    for prepared in batch:
+        get_spool().remove(prepared.record.id)
+    return [State.STORED] * len(batch)
+
+
+def _finish_bulk(batch: list[Prepared], instances: list[Instance]) -> None:
+    now = timezone.now()
+    for prepared, instance in zip(batch, instances, strict=True):
+        record = prepared.record
+        record.state, record.finished_at, record.instance = State.STORED, now, instance
+        record.object_key = prepared.object_key
+        record.sop_instance_uid = instance.sop_instance_uid
+        record.study_instance_uid = prepared.extracted.study["study_instance_uid"]
+    fields = [
+        "state",
+        "finished_at",
+        "instance",
+        "object_key",
+        "sop_instance_uid",
+        "study_instance_uid",
+        "attempts",
+    ]
+    IngestRecord.objects.bulk_update([p.record for p in batch], fields)
 
 
 def _upsert_patient(values: dict) -> Patient:
@@ -290,20 +443,23 @@ def _upsert_series(values: dict, study: Study) -> tuple[Series, bool]:
     return series, created
 
 
-def _upsert_instance(
-    extracted: Extracted, frames: FrameInfo, metadata, series, object_key, record, maybe_exists
-):
-    fields = {
-        **extracted.instance,
-        **frames.__dict__,
+def _instance_fields(prepared: Prepared, series: Series) -> dict:
+    return {
+        **prepared.extracted.instance,
+        **prepared.frames.__dict__,
         "series": series,
-        "object_key": object_key,
-        "file_size": record.size,
-        "sha256": record.sha256,
-        "dicom_json": json.dumps(metadata, separators=(",", ":")),
-        "warnings": extracted.warnings,
+        "object_key": prepared.object_key,
+        "file_size": prepared.record.size,
+        "sha256": prepared.record.sha256,
+        "dicom_json": prepared.metadata,
+        "warnings": prepared.extracted.warnings,
         "slice_index": None,
     }
+
+
+def _upsert_instance(prepared: Prepared, series: Series, maybe_exists: bool):
+    record = prepared.record
+    fields = _instance_fields(prepared, series)
     uid = fields.pop("sop_instance_uid")
     old = None
     if maybe_exists:
@@ -318,17 +474,17 @@ def _upsert_instance(
 
 
 def _count(
-    study: Study, series: Series, series_created: bool, instance_created: bool, size_delta: int
+    study: Study, series: Series, series_created: bool, instances_added: int, size_delta: int
 ) -> None:
     # F() updates lock the rows, so concurrent workers add up instead of overwriting.
     found = Study.objects.filter(pk=study.pk).update(
         number_of_series=F("number_of_series") + int(series_created),
-        number_of_instances=F("number_of_instances") + int(instance_created),
+        number_of_instances=F("number_of_instances") + instances_added,
         size_bytes=F("size_bytes") + size_delta,
         updated_at=timezone.now(),
     )
     found += Series.objects.filter(pk=series.pk).update(
-        number_of_instances=F("number_of_instances") + int(instance_created),
+        number_of_instances=F("number_of_instances") + instances_added,
         derive_requested=F("derive_requested") + 1,
         updated_at=timezone.now(),
     )

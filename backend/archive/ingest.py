@@ -20,6 +20,7 @@ from .models import IngestRecord
 from .spool import get_spool
 
 CHUNK = 1 << 20
+TASK_BATCH = 16
 
 
 def receive(chunks: Iterable[bytes], *, source: str, detail: str = "") -> IngestRecord:
@@ -86,8 +87,11 @@ def _record_batch(spool, batch, source: str) -> Iterator[Received]:
     ]
     with relaxed_commit():
         IngestRecord.objects.bulk_create(records)
-        for record in records:
-            transaction.on_commit(partial(queue.send, queue.INGEST_FILE, str(record.id)))
+        # Tasks of a few files each: workers index them in one transaction, and two
+        # workers still share a batch's work.
+        for start in range(0, len(records), TASK_BATCH):
+            ids = [str(r.id) for r in records[start : start + TASK_BATCH]]
+            transaction.on_commit(partial(queue.send, queue.INGEST_BATCH, ids))
     for (received, *_), record in zip(batch, records, strict=True):
         received.record = record
         yield received

@@ -10,6 +10,7 @@ from celery import Celery
 from kombu.exceptions import ChannelError
 
 INGEST_FILE = "lightbox.ingest_file"
+INGEST_BATCH = "lightbox.ingest_batch"
 DERIVE_SERIES = "lightbox.derive_series"
 SWEEP = "lightbox.sweep"
 

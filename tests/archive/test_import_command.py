@@ -20,6 +20,7 @@ def synchronous_workers(monkeypatch):
     """Each sent task runs at once, so the command's wait loop sees final states."""
     handlers = {
         queue.INGEST_FILE: indexing.index_received,
+        queue.INGEST_BATCH: indexing.index_batch,
         queue.DERIVE_SERIES: derive.derive_series,
     }
 

@@ -185,3 +185,42 @@ def test_it_decodes_character_sets(tasks, name, patient_name, search):
     patient = Patient.objects.get()
     assert patient.patient_name == patient_name
     assert patient.patient_name_search == search
+
+
+def test_it_indexes_a_batch_like_single_files(tasks, tmp_path):
+    from backend.archive import ingest, queue
+
+    paths = [variant(tmp_path, SOPInstanceUID="new-uid", InstanceNumber=n) for n in range(5)]
+    paths.append(pydicom_file("MR_small.dcm"))  # another study in the same batch
+    paths.append(tmp_path / "junk.txt")
+    paths[-1].write_text("not dicom")
+    opened = [(str(p), lambda p=p: open(p, "rb")) for p in paths]
+    received = list(ingest.receive_many(opened, source="cli"))
+    assert [name for name, _ in tasks.sent] == [queue.INGEST_BATCH]
+    tasks.run()
+
+    states = sorted(IngestRecord.objects.values_list("state", flat=True))
+    assert states == [State.QUARANTINED] + [State.STORED] * 6
+    assert all(r.record.pk for r in received)
+    ct = Study.objects.get(study_instance_uid=pydicom.dcmread(paths[0]).StudyInstanceUID)
+    assert (ct.number_of_series, ct.number_of_instances) == (1, 5)
+    assert Study.objects.count() == 2
+    assert all(r.instance_id for r in IngestRecord.objects.filter(state=State.STORED))
+    assert Series.objects.filter(derived_version__lt=1).count() == 0
+    assert not list(get_spool().root.glob("*.dcm"))
+
+
+def test_it_falls_back_to_single_files_for_replacements_in_a_batch(tasks, tmp_path):
+    from backend.archive import ingest
+
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    changed = variant(tmp_path, SeriesDescription="corrected")
+    again = pydicom_file("CT_small.dcm")
+    opened = [(str(p), lambda p=p: open(p, "rb")) for p in (changed, again)]
+    list(ingest.receive_many(opened, source="cli"))
+    tasks.run()
+    states = list(IngestRecord.objects.order_by("received_at").values_list("state", flat=True))
+    assert states[1:] == [State.REPLACED, State.REPLACED]  # in arrival order: the last wins
+    assert Instance.objects.get().sha256 == IngestRecord.objects.order_by("received_at").last().sha256
+    assert Instance.objects.count() == 1
+    assert Study.objects.get().number_of_instances == 1

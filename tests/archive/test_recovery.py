@@ -138,7 +138,7 @@ def test_it_names_the_last_error_when_it_gives_up(tasks, settings, monkeypatch):
     def broken(*args):
         raise RuntimeError("decoder exploded")
 
-    monkeypatch.setattr(indexing, "_index_parsed", broken)
+    monkeypatch.setattr(indexing, "_prepare_parsed", broken)
     with pytest.raises(RuntimeError):
         indexing.index_received(record.id)
     monkeypatch.undo()
