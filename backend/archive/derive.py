@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from backend.imaging.render import render
 
-from . import notify
+from . import notify, queue
 from .frames import frame_array, frame_layout
 from .models import Instance, Series
 from .ordering import SliceInfo, slice_order
@@ -49,12 +49,25 @@ def series_key(series: Series, suffix: str) -> str:
     return f"derived/{digest}{suffix}"
 
 
+# While images keep arriving, derive at most every BUSY_INTERVAL seconds; once a series has
+# been quiet for QUIET seconds, derive at once. A new series is derived straight away, so its
+# thumbnail shows early.
+QUIET = 0.25
+BUSY_INTERVAL = 3.0
+
+
 def derive_series(series_id: int) -> bool:
-    """Bring a series' derived data up to date; returns False if it already was."""
+    """Bring a series' derived data up to date; returns False if it did not (yet) need to."""
+    series = Series.objects.select_related("study").filter(pk=series_id).first()
+    if series is None:
+        return False
+    if _still_arriving(series):
+        # Keep the scheduled flag: arrivals meanwhile need no task of their own.
+        queue.send(queue.DERIVE_SERIES, series_id, countdown=QUIET)
+        return False
     # Clear the flag first: arrivals from now on schedule another run.
     Series.objects.filter(pk=series_id).update(derive_scheduled=False)
-    series = Series.objects.select_related("study").filter(pk=series_id).first()
-    if series is None or series.is_derived:
+    if series.is_derived:
         return False
     version = series.derive_requested
     instances = list(series.instances.only(*_ORDER_FIELDS))
@@ -70,6 +83,15 @@ def derive_series(series_id: int) -> bool:
         )
         notify.study_changed(series.study, series, "derived")
     return True
+
+
+def _still_arriving(series: Series) -> bool:
+    now = timezone.now()
+    recently_changed = (now - series.updated_at).total_seconds() < QUIET
+    recently_derived = (
+        series.derived_at is not None and (now - series.derived_at).total_seconds() < BUSY_INTERVAL
+    )
+    return recently_changed and recently_derived
 
 
 def _apply_slice_order(instances: list[Instance]) -> list[Instance]:
