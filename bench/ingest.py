@@ -138,8 +138,11 @@ def measure(name: str, source: Path, database_url: str, redis_url: str, workers:
         try:
             started = time.time()
             run([PYTHON, "manage.py", "import", "-v0", str(source)], env, stdout=subprocess.DEVNULL)
+            # Each probe is a Python process of its own: wait first, so probing does not
+            # take CPU from the derivation being measured.
+            time.sleep(2)
             while (state := probe(env))["lagging_series"] or state["unfinished"]:
-                time.sleep(0.2)
+                time.sleep(1)
             # Timestamps written by the workers, so polling latency does not count.
             elapsed = state["last_done"] - started
         finally:

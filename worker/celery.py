@@ -22,9 +22,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    # One task at a time per process: a derivation queued behind a burst of imports is not
-    # stuck behind tasks another process could have taken.
-    worker_prefetch_multiplier=1,
+    worker_prefetch_multiplier=4,
     # Derivations are sent with a short countdown; the default 1 s timer precision would
     # make them up to a second late.
     worker_timer_precision=0.05,

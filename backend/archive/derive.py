@@ -52,7 +52,7 @@ def series_key(series: Series, suffix: str) -> str:
 # While images keep arriving, derive at most every BUSY_INTERVAL seconds; once a series has
 # been quiet for QUIET seconds, derive at once. A new series is derived straight away, so its
 # thumbnail shows early.
-QUIET = 0.25
+QUIET = 0.1
 BUSY_INTERVAL = 3.0
 
 

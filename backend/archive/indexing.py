@@ -498,7 +498,7 @@ def _count(
         Study.objects.filter(pk=study.pk).update(modalities_in_study="\\".join(modalities)[:255])
 
 
-def schedule_derivation(series_id: int, delay: float = 0.25) -> None:
+def schedule_derivation(series_id: int, delay: float = 0.1) -> None:
     """Queue one derivation per burst: only the update that flips the flag sends a task
     (after commit, so the task sees what was just indexed)."""
     if Series.objects.filter(pk=series_id, derive_scheduled=False).update(derive_scheduled=True):
