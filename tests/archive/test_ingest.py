@@ -221,6 +221,8 @@ def test_it_falls_back_to_single_files_for_replacements_in_a_batch(tasks, tmp_pa
     tasks.run()
     states = list(IngestRecord.objects.order_by("received_at").values_list("state", flat=True))
     assert states[1:] == [State.REPLACED, State.REPLACED]  # in arrival order: the last wins
-    assert Instance.objects.get().sha256 == IngestRecord.objects.order_by("received_at").last().sha256
+    assert (
+        Instance.objects.get().sha256 == IngestRecord.objects.order_by("received_at").last().sha256
+    )
     assert Instance.objects.count() == 1
     assert Study.objects.get().number_of_instances == 1
