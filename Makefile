@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := dcmtk chromium
 
-.PHONY: run test lint format bench-ingest install clean
+.PHONY: run test lint format bench-ingest bench-dimse install clean system-packages
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -44,6 +44,11 @@ format: $(VENV)/.installed
 
 bench-ingest: $(VENV)/.installed
 	$(PY) bench/ingest.py
+
+# The DIMSE benchmark compares with Orthanc (Debian package), installed here when root.
+bench-dimse: $(VENV)/.installed
+	@command -v Orthanc >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq orthanc >/dev/null; } || true
+	$(PY) bench/dimse.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

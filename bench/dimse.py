@@ -1,0 +1,227 @@
+#!/usr/bin/env python
+"""DIMSE benchmark: dcmtk storescu sends a real 275-slice CT to Lightbox and to Orthanc.
+
+For each peer, the CT is sent over 1 association and over 4 in parallel (TCP_NODELAY=1 on
+both sides). Reported: accepted instances/s (until storescu returns) and, for Lightbox, the
+seconds until every instance is indexed and viewable and its series derived (Orthanc indexes
+before it answers, so its time to viewable is its acceptance time). Then the ratios.
+
+    .venv/bin/python bench/dimse.py [--source DIR] [--runs N]
+
+Needs dcmtk's storescu and the Debian package orthanc (`apt-get install dcmtk orthanc`);
+without Orthanc it measures Lightbox alone and says so.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SOURCE = REPO.parent / "shared" / "testdata" / "ct-lidc-0314"
+PYTHON = sys.executable
+sys.path.insert(0, str(REPO / "bench"))
+
+from ingest import probe, stop  # noqa: E402  (the same probe of the index)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited:\n{log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def spawn(cmd: list[str], env: dict, log: Path, cwd: Path = REPO) -> subprocess.Popen:
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def send(files: list[Path], port: int, called_ae: str, associations: int) -> float:
+    """storescu over `associations` parallel associations; returns the seconds taken."""
+    groups = [files[i::associations] for i in range(associations)]
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    started = time.perf_counter()
+    senders = [
+        subprocess.Popen(
+            [
+                "storescu",
+                "-aet",
+                "BENCH",
+                "-aec",
+                called_ae,
+                "127.0.0.1",
+                str(port),
+                *map(str, group),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for group in groups
+    ]
+    for sender in senders:
+        _, err = sender.communicate(timeout=600)
+        if sender.returncode != 0:
+            raise RuntimeError(f"storescu failed: {err.decode()[-2000:]}")
+    return time.perf_counter() - started
+
+
+def lightbox_run(files: list[Path], associations: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="lightbox-dimse-") as tmp:
+        tmp = Path(tmp)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(
+            LIGHTBOX_DATA_DIR=str(tmp / "data"),
+            LIGHTBOX_DICOM_PORT=str(port),
+            LIGHTBOX_LOG_LEVEL="WARNING",
+        )
+        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
+        worker = spawn(
+            [PYTHON, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO"],
+            env,
+            tmp / "worker.log",
+        )
+        receiver = spawn([PYTHON, "-m", "worker.dimse"], env, tmp / "dimse.log")
+        try:
+            wait_for_port(port, receiver, tmp / "dimse.log")
+            while "ready." not in (tmp / "worker.log").read_text():
+                time.sleep(0.1)
+            started = time.time()
+            accepted = send(files, port, "LIGHTBOX", associations)
+            time.sleep(2)
+            while (
+                (state := probe(env))["lagging_series"]
+                or state["unfinished"]
+                or state["instances"] < len(files)
+            ):
+                time.sleep(1)
+            viewable = state["last_done"] - started
+        finally:
+            stop(receiver)
+            stop(worker)
+    return {"accept_s": accepted, "viewable_s": viewable}
+
+
+ORTHANC_CONFIG = {
+    "Name": "bench",
+    "DicomAet": "ORTHANC",
+    "DicomCheckCalledAet": False,
+    "RemoteAccessAllowed": False,
+    "AuthenticationEnabled": False,
+    "StorageCompression": False,
+    "Plugins": [],
+}
+
+
+def orthanc_run(files: list[Path], associations: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="orthanc-bench-") as tmp:
+        tmp = Path(tmp)
+        port, http = free_port(), free_port()
+        config = {
+            **ORTHANC_CONFIG,
+            "DicomPort": port,
+            "HttpPort": http,
+            "StorageDirectory": str(tmp / "storage"),
+            "IndexDirectory": str(tmp / "index"),
+        }
+        (tmp / "orthanc.json").write_text(json.dumps(config))
+        env = {**os.environ, "TCP_NODELAY": "1"}
+        server = spawn(["Orthanc", str(tmp / "orthanc.json")], env, tmp / "orthanc.log", cwd=tmp)
+        try:
+            wait_for_port(port, server, tmp / "orthanc.log")
+            accepted = send(files, port, "ORTHANC", associations)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+    return {"accept_s": accepted, "viewable_s": accepted}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if not args.source.is_dir():
+        sys.exit(f"benchmark data not found: {args.source} (see ../shared/testdata/README.md)")
+    if shutil.which("storescu") is None:
+        sys.exit("storescu not found: apt-get install dcmtk")
+    files = sorted(p for p in args.source.rglob("*") if p.is_file())
+    peers = [("Lightbox", lightbox_run)]
+    if shutil.which("Orthanc"):
+        peers.append(("Orthanc", orthanc_run))
+    else:
+        print("Orthanc not found (apt-get install orthanc): measuring Lightbox only")
+    results: dict[tuple[str, int], list[dict]] = {}
+    for _ in range(args.runs):
+        for associations in (1, 4):
+            for name, run in peers:
+                results.setdefault((name, associations), []).append(run(files, associations))
+    report(results, len(files), args)
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def report(results: dict, count: int, args) -> None:
+    print(
+        f"\nLightbox DIMSE benchmark — {time.strftime('%Y-%m-%d')}, {platform.node()}, "
+        f"{os.cpu_count()} cores; {count} files from {args.source.name}; "
+        f"median of {args.runs} runs"
+    )
+    header = f"{'peer':10} {'assocs':>6} {'accept s':>9} {'accepted/s':>10} {'viewable s':>10}"
+    print(header)
+    print("-" * len(header))
+    for (name, associations), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        accept = median([r["accept_s"] for r in runs])
+        viewable = median([r["viewable_s"] for r in runs])
+        print(
+            f"{name:10} {associations:>6} {accept:>9.2f} {count / accept:>10.1f} {viewable:>10.2f}"
+        )
+    for associations in (1, 4):
+        ours, theirs = (
+            results.get(("Lightbox", associations)),
+            results.get(("Orthanc", associations)),
+        )
+        if ours and theirs:
+            rate = median([r["accept_s"] for r in theirs]) / median([r["accept_s"] for r in ours])
+            view = median([r["viewable_s"] for r in ours]) / median(
+                [r["viewable_s"] for r in theirs]
+            )
+            print(
+                f"{associations} association(s): acceptance rate Lightbox/Orthanc = {rate:.2f} "
+                f"(target ≥ 1); time to viewable Lightbox/Orthanc = {view:.2f} (target ≤ 1.5)"
+            )
+
+
+if __name__ == "__main__":
+    main()
