@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := dcmtk chromium
+MYPY_PATHS := backend worker
 
 .PHONY: run test lint format bench-ingest bench-dimse install clean system-packages
 
@@ -32,11 +33,13 @@ system-packages:
 
 test: $(VENV)/.installed system-packages
 	$(PY) -m ruff check .
+	$(PY) -m mypy $(MYPY_PATHS)
 	LIGHTBOX_DATA_DIR=$${LIGHTBOX_DATA_DIR:-$$(mktemp -d)} $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy $(MYPY_PATHS)
 
 format: $(VENV)/.installed
 	$(PY) -m ruff format .

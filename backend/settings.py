@@ -94,6 +94,8 @@ INSTALLED_APPS = [
     "channels",
     "backend.archive",
     "backend.live",
+    "backend.accounts",
+    "backend.nodes",
 ]
 
 MIDDLEWARE = [
@@ -137,7 +139,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "lightbox.sqlite3",
+            "NAME": str(DATA_DIR / "lightbox.sqlite3"),
             # Keep connections: Celery closes them after each task otherwise, and opening
             # one (with its PRAGMAs) costs more than indexing a small file.
             "CONN_MAX_AGE": 600,
@@ -226,6 +228,28 @@ INGEST_STALE_SECONDS = envint("LIGHTBOX_INGEST_STALE_SECONDS", "60")
 INGEST_SWEEP_SECONDS = envint("LIGHTBOX_INGEST_SWEEP_SECONDS", "60")
 WORKER_CONCURRENCY = envint("LIGHTBOX_WORKER_CONCURRENCY", str(os.cpu_count() or 2))
 DEMO_IMPORT = envbool("LIGHTBOX_DEMO_IMPORT", "1")
+
+# DICOM receiver (worker/dimse, docs/conformance.md). Modalities reach it over the network,
+# so it listens on every interface by default; restrict with LIGHTBOX_DICOM_HOST.
+DICOM_HOST = env("LIGHTBOX_DICOM_HOST", "0.0.0.0")  # noqa: S104
+# 1: any calling AE may store (C-STORE); 0: only registered nodes (manage.py dicomnode).
+DICOM_ACCEPT_ANY_STORE = envbool("LIGHTBOX_DICOM_ACCEPT_ANY_STORE", "1")
+DICOM_MAX_ASSOCIATIONS = envint("LIGHTBOX_DICOM_MAX_ASSOCIATIONS", "32")
+# Largest PDU we accept (bytes, PS3.8 §D.1 Maximum Length); 0 means no limit.
+DICOM_MAX_PDU = envint("LIGHTBOX_DICOM_MAX_PDU", str(4 << 20))
+# Seconds a peer may stay silent before its association is dropped (ARTIM/network timeout).
+DICOM_TIMEOUT = envint("LIGHTBOX_DICOM_TIMEOUT", "60")
+# On SIGTERM: seconds open associations get to finish before they are aborted.
+DICOM_SHUTDOWN_GRACE = envint("LIGHTBOX_DICOM_SHUTDOWN_GRACE", "30")
+# DICOM TLS (PS3.15 §B.1): both set → the DICOM port speaks TLS only. With a CA file, peers
+# must present a certificate it signed.
+DICOM_TLS_CERT = env("LIGHTBOX_DICOM_TLS_CERT")
+DICOM_TLS_KEY = env("LIGHTBOX_DICOM_TLS_KEY")
+DICOM_TLS_CA = env("LIGHTBOX_DICOM_TLS_CA")
+if bool(DICOM_TLS_CERT) != bool(DICOM_TLS_KEY):
+    raise ImproperlyConfigured("LIGHTBOX_DICOM_TLS_CERT and LIGHTBOX_DICOM_TLS_KEY go together")
+if DICOM_MAX_ASSOCIATIONS < 1 or not 0 < DICOM_PORT < 65536:
+    raise ImproperlyConfigured("LIGHTBOX_DICOM_MAX_ASSOCIATIONS and LIGHTBOX_DICOM_PORT: bad value")
 
 LOGGING = {
     "version": 1,

@@ -13,6 +13,8 @@ class FrameUnavailable(LookupError):
 
 
 def frame_layout(instance: Instance) -> FrameLayout:
+    if instance.rows is None or instance.columns is None or instance.frame_samples is None:
+        raise FrameUnavailable("instance has no frames")
     return FrameLayout(
         rows=instance.rows,
         columns=instance.columns,
@@ -30,9 +32,8 @@ def frame_bytes(instance: Instance, index: int) -> bytes:
     if not 0 <= index < instance.number_of_frames:
         raise FrameUnavailable(f"frame {index + 1} out of range 1..{instance.number_of_frames}")
     size = frame_layout(instance).frame_bytes
-    return get_storage().read_range(
-        instance.frames_key, instance.frames_offset + index * size, size
-    )
+    offset = (instance.frames_offset or 0) + index * size
+    return get_storage().read_range(instance.frames_key, offset, size)
 
 
 def frame_array(instance: Instance, index: int) -> np.ndarray:

@@ -14,6 +14,7 @@ in the store and its IngestRecord keeps pointing at it.
 import json
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import partial
 
@@ -131,7 +132,7 @@ class _SameInstanceInBatch(Exception):
         self.path, self.parsed = path, parsed
 
 
-def _prepare(record: IngestRecord, batch_uids: set[str] = frozenset()) -> "Prepared | str":
+def _prepare(record: IngestRecord, batch_uids: Collection[str] = ()) -> "Prepared | str":
     """Everything but the index: returns a Prepared, or the final state it already reached
     (quarantined, duplicate)."""
     spool = get_spool()
@@ -238,7 +239,8 @@ def derive_frames(parsed: ParsedFile, path, object_key: str, sha256: str) -> Fra
         frames_key, offset = object_key, pixels.offset
     else:
         frames_key, offset = f"frames/{sha256}.raw", 0
-        get_storage().create(frames_key, [memoryview(pixels.array).cast("B")])
+        assert pixels.array is not None  # decode_pixels returns an offset or an array
+        get_storage().create(frames_key, [pixels.array.data.cast("B")])
     return _frame_info(pixels, frames_key, offset)
 
 
@@ -303,7 +305,9 @@ def _commit_once(prepared: Prepared, existing_checked: bool) -> str:
 
 def _commit_prepared(ready: list[Prepared]) -> list[str]:
     """Commit a batch: new instances together, anything unusual one by one."""
-    bulk, single, seen = [], [], set()
+    bulk: list[Prepared] = []
+    single: list[Prepared] = []
+    seen: set[str] = set()
     for prepared in ready:
         uid = prepared.extracted.instance["sop_instance_uid"]
         new = prepared.state == State.STORED and uid not in seen

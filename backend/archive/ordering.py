@@ -8,11 +8,12 @@ or inconsistent orientation, as in localisers mixed into a series) InstanceNumbe
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class SliceInfo:
-    key: object
+    key: Any
     instance_number: int | None
     image_position_patient: Sequence[float] | None
     image_orientation_patient: Sequence[float] | None
@@ -41,15 +42,17 @@ def _by_number(s: SliceInfo) -> tuple:
     return (s.instance_number is None, s.instance_number or 0, str(s.key))
 
 
-def slice_order(slices: Sequence[SliceInfo]) -> list[object]:
+def slice_order(slices: Sequence[SliceInfo]) -> list[Any]:
     """Keys in display order: by distance along the normal, else by InstanceNumber."""
     if not slices:
         return []
     if len(slices) > 1 and _same_orientation(slices):
-        normal = slice_normal(slices[0].image_orientation_patient)  # type: ignore[arg-type]
+        # _same_orientation checked that every slice has both vectors.
+        normal = slice_normal(slices[0].image_orientation_patient or ())
 
         def along_normal(s: SliceInfo) -> tuple:
-            distance = sum(p * n for p, n in zip(s.image_position_patient, normal, strict=True))  # type: ignore[arg-type]
+            position = s.image_position_patient or ()
+            distance = sum(p * n for p, n in zip(position, normal, strict=True))
             return (round(distance, 4), *_by_number(s))
 
         return [s.key for s in sorted(slices, key=along_normal)]

@@ -22,7 +22,7 @@ class StorageError(Exception):
 
 
 class Storage(Protocol):
-    def create(self, key: str, chunks: Iterable[bytes]) -> int: ...
+    def create(self, key: str, chunks: Iterable[bytes | memoryview]) -> int: ...
     def read(self, key: str) -> bytes: ...
     def read_range(self, key: str, offset: int, length: int) -> bytes: ...
     def delete(self, key: str) -> None: ...
@@ -38,7 +38,10 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_durably(
-    path: Path, chunks: Iterable[bytes], tmp_dir: Path | None = None, sync_dir: bool = True
+    path: Path,
+    chunks: Iterable[bytes | memoryview],
+    tmp_dir: Path | None = None,
+    sync_dir: bool = True,
 ) -> int:
     """Write to a temporary file, fsync it, rename it into place, fsync the folder.
 
@@ -90,7 +93,7 @@ class FileSystemStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def create(self, key: str, chunks: Iterable[bytes]) -> int:
+    def create(self, key: str, chunks: Iterable[bytes | memoryview]) -> int:
         """Store `chunks` under `key` durably; replaces an existing file atomically."""
         return write_durably(self._prepare(key), chunks)
 

@@ -284,7 +284,7 @@ def _decoded_pixels(parsed: ParsedFile, ds: pydicom.Dataset, image: _ImagePixel)
     parsed.warnings.extend(_codestream_defects(parsed, ds, image))
     # as_rgb converts YBR_FULL/YBR_FULL_422 to RGB unless the codec already did; the
     # returned overrides say which Photometric Interpretation the array really has.
-    arr, overrides = decoder.as_array(ds, as_rgb=True)
+    arr, overrides = decoder.as_array(ds, as_rgb=True)  # type: ignore[arg-type]  # **kwargs
     photometric = str(overrides.get("photometric_interpretation", image.photometric))
     arr = arr.reshape(image.frames, image.rows, image.columns, -1)
     arr, photometric = _to_viewable(arr, photometric, ds, image)
