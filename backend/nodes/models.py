@@ -1,0 +1,56 @@
+"""Remote DICOM application entities that Lightbox knows: who may query, retrieve, or be sent
+images (PS3.7 §D.3.1: an AE is named by its AE title and reached at a host and port)."""
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+def validate_ae_title(value: str) -> None:
+    """PS3.5 §6.2 (AE VR): 1 to 16 characters of the default repertoire, no backslash and no
+    control characters; leading and trailing spaces are not significant, so all-space is
+    empty."""
+    title = value.strip(" ")
+    if not title:
+        raise ValidationError("AE title must not be empty or all spaces (PS3.5 §6.2)")
+    if len(value) > 16:
+        raise ValidationError(f"AE title {value!r} is longer than 16 characters (PS3.5 §6.2)")
+    bad = sorted({c for c in value if c == "\\" or not " " <= c <= "~"})
+    if bad:
+        raise ValidationError(
+            f"AE title {value!r} has characters not allowed in an AE (PS3.5 §6.2): {bad}"
+        )
+
+
+def validate_host(value: str) -> None:
+    if not value or len(value) > 255 or any(c.isspace() or c in "/\\@" for c in value):
+        raise ValidationError(f"{value!r} is not a host name or IP address")
+
+
+class RemoteNode(models.Model):
+    ae_title = models.CharField(max_length=16, unique=True, validators=[validate_ae_title])
+    host = models.CharField(
+        max_length=255, validators=[validate_host], help_text="Host name or IP address."
+    )
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    name = models.CharField(max_length=100, blank=True)
+    can_query = models.BooleanField(default=True, help_text="May send C-FIND to Lightbox.")
+    can_retrieve = models.BooleanField(
+        default=True, help_text="May ask Lightbox for images (C-MOVE, C-GET)."
+    )
+    can_store_to = models.BooleanField(
+        default=True, help_text="Lightbox may send images to it (a C-MOVE destination)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ae_title"]
+        verbose_name = "remote DICOM node"
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+    def save(self, *args, **kwargs):
+        # AE titles compare without their padding (PS3.5 §6.2).
+        self.ae_title = self.ae_title.strip(" ")
+        super().save(*args, **kwargs)

@@ -1,0 +1,215 @@
+"""The DICOM receiver: a pynetdicom Application Entity serving Verification, Storage and
+Query/Retrieve FIND on LIGHTBOX_DICOM_HOST:LIGHTBOX_DICOM_PORT (docs/conformance.md).
+
+Connections are accepted by one thread; each association then runs in its own thread,
+at most LIGHTBOX_DICOM_MAX_ASSOCIATIONS at once.
+"""
+
+import importlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from typing import cast
+
+from django.conf import settings
+from pydicom import uid
+from pydicom.uid import UID, ExplicitVRLittleEndian
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    DEFAULT_TRANSFER_SYNTAXES,
+    AllStoragePresentationContexts,
+    evt,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from . import handlers
+from .handlers import PATIENT_ROOT_FIND, STUDY_ROOT_FIND, VERIFICATION, Services
+
+log = logging.getLogger("lightbox.dimse")
+QUERY_MODULE = "backend.archive.query"
+LOSSLESS = [
+    uid.JPEGLSLossless,
+    uid.JPEG2000Lossless,
+    uid.HTJ2KLossless,
+    uid.HTJ2KLosslessRPCL,
+    uid.JPEG2000MCLossless,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLossless,
+    uid.RLELossless,
+]
+
+
+class Server(ThreadedAssociationServer):
+    """pynetdicom's server, with TCP_NODELAY on every accepted socket (DIMSE responses are
+    small and must not wait for Nagle's algorithm) and the TLS handshake done in the
+    connection's own thread, so a slow or silent peer cannot stall the accept loop."""
+
+    handshake_timeout = 30.0
+
+    def get_request(self):
+        client_socket, address = self.socket.accept()
+        client_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context:
+            client_socket = self.ssl_context.wrap_socket(
+                client_socket, server_side=True, do_handshake_on_connect=False
+            )
+        return client_socket, address
+
+    def finish_request(self, request, client_address) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            previous = request.gettimeout()
+            request.settimeout(self.handshake_timeout)
+            try:
+                request.do_handshake()
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
+                return
+            request.settimeout(previous)
+        super().finish_request(request, client_address)
+
+
+def load_find():
+    """backend.archive.query.find, or None while that module does not exist."""
+    module = _query_module()
+    return getattr(module, "find", None) if module else None
+
+
+def load_query_error():
+    module = _query_module()
+    return getattr(module, "QueryError", None) if module else None
+
+
+def _query_module():
+    try:
+        return importlib.import_module(QUERY_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != QUERY_MODULE:
+            raise
+        return None
+
+
+def default_services() -> Services:
+    from backend.accounts.audit import record
+    from backend.archive.ingest import receive
+    from backend.nodes.services import authorize, studies_for_node
+
+    return Services(
+        receive=receive,
+        authorize=authorize,
+        audit=record,
+        find=load_find,
+        studies_for=studies_for_node,
+        query_error=load_query_error,
+    )
+
+
+def storage_transfer_syntaxes() -> list[str]:
+    """Every transfer syntax, in the order of preference used when a peer proposes several
+    in one presentation context (pynetdicom accepts the first of ours the peer proposed):
+    Explicit VR Little Endian, then lossless compressed, then the other uncompressed ones,
+    then lossy (accepted only when the peer offers nothing else: its data are lossy
+    already). So a modality is never asked to compress lossily for us."""
+    every = [UID(syntax) for syntax in ALL_TRANSFER_SYNTAXES]
+    uncompressed = [syntax for syntax in every if not syntax.is_compressed]
+    return list(dict.fromkeys([ExplicitVRLittleEndian, *LOSSLESS, *uncompressed, *every]))
+
+
+def make_ae() -> AE:
+    ae = AE(ae_title=settings.AE_TITLE)
+    ae.maximum_associations = settings.DICOM_MAX_ASSOCIATIONS
+    ae.maximum_pdu_size = settings.DICOM_MAX_PDU
+    ae.network_timeout = settings.DICOM_TIMEOUT
+    # Associations addressed to another AE title are rejected (PS3.8 §7.1.1.9, reason 7).
+    ae.require_called_aet = True
+    ae.add_supported_context(VERIFICATION, DEFAULT_TRANSFER_SYNTAXES)
+    # Every storage SOP class in every transfer syntax: compressed data is kept as received.
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(str(context.abstract_syntax), storage_transfer_syntaxes())
+    for find_model in (PATIENT_ROOT_FIND, STUDY_ROOT_FIND):
+        ae.add_supported_context(find_model, DEFAULT_TRANSFER_SYNTAXES)
+    return ae
+
+
+def event_handlers(services: Services) -> list:
+    bound = {
+        evt.EVT_C_ECHO: handlers.handle_echo,
+        evt.EVT_C_STORE: handlers.handle_store,
+        evt.EVT_C_FIND: handlers.handle_find,
+        evt.EVT_ACCEPTED: handlers.handle_accepted,
+        evt.EVT_REJECTED: handlers.handle_rejected,
+        evt.EVT_RELEASED: handlers.handle_released,
+        evt.EVT_ABORTED: handlers.handle_aborted,
+    }
+    return [(event, handler, [services]) for event, handler in bound.items()]
+
+
+def tls_context() -> ssl.SSLContext | None:
+    """Server-side TLS (PS3.15 §B.1 Basic TLS Secure Transport Connection Profile)."""
+    if not settings.DICOM_TLS_CERT:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.DICOM_TLS_CERT, settings.DICOM_TLS_KEY)
+    if settings.DICOM_TLS_CA:
+        context.load_verify_locations(settings.DICOM_TLS_CA)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class Receiver:
+    def __init__(self, services: Services | None = None):
+        self.ae = make_ae()
+        self.services = services or default_services()
+        self.server: Server | None = None
+
+    def start(self) -> tuple[str, int]:
+        address = (settings.DICOM_HOST, settings.DICOM_PORT)
+        server = self.server = cast(
+            Server,
+            self.ae.make_server(
+                address,
+                ssl_context=tls_context(),
+                evt_handlers=event_handlers(self.services),
+                server_class=Server,
+            ),
+        )
+        self.ae._servers.append(server)
+        thread = threading.Thread(target=server.serve_forever, name="DicomAccept")
+        thread.daemon = True
+        thread.start()
+        host, port = server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self, grace: float) -> int:
+        """Stop accepting, give open associations `grace` seconds, abort the rest; returns
+        how many were aborted."""
+        if self.server is None:
+            return 0
+        self.server.shutdown()  # no new connections; the listening socket is closed
+        deadline = time.monotonic() + grace
+        while self.server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.1)
+        remaining = self.server.active_associations
+        for assoc in remaining:
+            log.warning("aborting the association from %s", assoc.requestor.ae_title)
+            assoc.abort()
+        for assoc in remaining:
+            assoc.join(timeout=5)
+        return len(remaining)
+
+
+def run_until(stop: threading.Event, services: Services | None = None) -> int:
+    """Serve until `stop` is set; returns the number of associations aborted at the end."""
+    receiver = Receiver(services)
+    host, port = receiver.start()
+    tls = " (TLS)" if settings.DICOM_TLS_CERT else ""
+    log.info("DICOM receiver %s listening on %s:%s%s", settings.AE_TITLE, host, port, tls)
+    while not stop.wait(0.5):
+        pass
+    log.info("stopping: waiting up to %s s for open associations", settings.DICOM_SHUTDOWN_GRACE)
+    aborted = receiver.stop(settings.DICOM_SHUTDOWN_GRACE)
+    log.info("DICOM receiver stopped (%d associations aborted)", aborted)
+    return aborted
