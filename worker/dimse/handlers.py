@@ -26,7 +26,8 @@ from django.db import connections
 from pydicom import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import build_context, evt
 
 log = logging.getLogger("lightbox.dimse")
 
@@ -52,12 +53,31 @@ STORE_CANNOT_UNDERSTAND = 0xC001
 # own choice for a failing handler) when the query service is missing or failed.
 FIND_QUERY_REFUSED = 0xC000
 FIND_UNABLE_TO_PROCESS = 0xC311
+# PS3.4 Table C.4-2 (C-MOVE) and C.4-3 (C-GET): C000 "Unable to process" for an identifier
+# the retrieve service refuses, C311 when it is missing or failed; A801 "Refused: Move
+# Destination unknown".
+RETRIEVE_UNABLE_TO_PROCESS = 0xC000
+RETRIEVE_FAILED = 0xC311
+MOVE_DESTINATION_UNKNOWN = 0xA801
+# PS3.4 Table B.2-1: the C-STORE statuses that count as warnings, not failures.
+STORE_WARNINGS = {0x0001, 0xB000, 0xB006, 0xB007}
 
 # SOP classes (PS3.4 Annex A and §C.6.1.1, §C.6.2.1).
 VERIFICATION = UID("1.2.840.10008.1.1")
 PATIENT_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.1.1")
 STUDY_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")
 FIND_MODELS = {PATIENT_ROOT_FIND: "patient", STUDY_ROOT_FIND: "study"}
+# §C.6.1.1.4-5, §C.6.2.1.4-5
+PATIENT_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.1.2")
+PATIENT_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.1.3")
+STUDY_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.2.2")
+STUDY_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.2.3")
+RETRIEVE_MODELS = {
+    PATIENT_ROOT_MOVE: "patient",
+    PATIENT_ROOT_GET: "patient",
+    STUDY_ROOT_MOVE: "study",
+    STUDY_ROOT_GET: "study",
+}
 # Keys that every C-FIND response carries whatever was asked (PS3.4 §C.4.1.1.3.2).
 _ALWAYS_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 
@@ -72,6 +92,11 @@ class Services:
     find: Callable[[], Callable[..., Iterator[Dataset]] | None]  # loads query.find lazily
     studies_for: Callable[[Any], Any]  # node -> access-filtered Study queryset
     query_error: Callable[[], type[Exception] | None]
+    # backend.archive.retrieve.instances_for / dataset_for, and the registered node that
+    # may receive a C-MOVE's sub-operations (None when there is none)
+    instances_for: Callable[..., list] | None = None
+    dataset_for: Callable[..., Dataset] | None = None
+    move_destination: Callable[[str], Any] | None = None
     tracker: "Associations" = field(default_factory=lambda: Associations())
 
 
@@ -404,3 +429,182 @@ def _query(identifier: Dataset | None) -> dict[str, str]:
         return {e.keyword or str(e.tag): str(e.value)[:200] for e in identifier if e.VR != "SQ"}
     except Exception:
         return {}
+
+
+# --- C-GET and C-MOVE (PS3.7 §9.1.3-4, Query/Retrieve PS3.4 §C.4.2-3) --------------------
+
+
+@dataclass
+class Retrieve:
+    """One C-GET or C-MOVE: what was asked, what matched, and how the peer answered each
+    C-STORE sub-operation (counted from the C-STORE responses, as pynetdicom counts them)."""
+
+    operation: str  # "get" or "move"
+    model: str | None
+    destination: str = ""
+    studies: list[str] = field(default_factory=list)
+    matched: int = 0
+    counts: Counter = field(default_factory=Counter)
+    store_assoc: Any = None  # C-MOVE: the association to the Move Destination
+
+    def on_store_response(self, event) -> None:
+        """EVT_DIMSE_RECV on the association that carries the sub-operations."""
+        command = getattr(event.message, "command_set", None)
+        if command is None or command.get("CommandField") != 0x8001:  # C-STORE-RSP
+            return
+        status = int(command.get("Status", 0xC000))
+        outcome = "completed" if status == SUCCESS else "failed"
+        self.counts["warning" if status in STORE_WARNINGS else outcome] += 1
+
+    def on_established(self, event) -> None:
+        self.store_assoc = event.assoc
+
+
+def handle_get(event, services: Services):
+    """C-GET SCP (PS3.4 §C.4.3): the matches go back over the same association as C-STORE
+    sub-operations, the peer acting as Storage SCP (role selection, PS3.7 §D.3.3.4).
+    Yields the number of sub-operations, then (Pending, data set) per instance."""
+    retrieve = Retrieve("get", RETRIEVE_MODELS.get(UID(str(event.request.AffectedSOPClassUID))))
+    instances = _retrieve_matches(event, services, retrieve)
+    if isinstance(instances, tuple):
+        yield 1  # pynetdicom answers Success to zero sub-operations, whatever follows
+        yield instances
+        return
+    yield len(instances)
+    event.assoc.bind(evt.EVT_DIMSE_RECV, retrieve.on_store_response)
+    try:
+        yield from _sub_operations(event, services, retrieve, instances, event.assoc)
+    finally:
+        event.assoc.unbind(evt.EVT_DIMSE_RECV, retrieve.on_store_response)
+
+
+def handle_move(event, services: Services):
+    """C-MOVE SCP (PS3.4 §C.4.2): the matches go to the Move Destination, a registered node
+    with can_store_to, over a new association. Yields its (address, port, options), the
+    number of sub-operations, then (Pending, data set) per instance."""
+    retrieve = Retrieve("move", RETRIEVE_MODELS.get(UID(str(event.request.AffectedSOPClassUID))))
+    retrieve.destination = str(event.move_destination or "").strip()
+    node = services.move_destination(retrieve.destination) if services.move_destination else None
+    if node is None:
+        _audit_retrieve(services, event, retrieve, "failure", status=MOVE_DESTINATION_UNKNOWN)
+        yield None, None  # pynetdicom answers A801 "Refused: Move Destination unknown"
+        return
+    instances = _retrieve_matches(event, services, retrieve)
+    if isinstance(instances, tuple):
+        # pynetdicom sends a failure only once the destination is associated: propose
+        # only Verification there, so that nothing can be stored.
+        yield node.host, node.port, {"contexts": [build_context(VERIFICATION)]}
+        yield 1
+        yield instances
+        return
+    options = {"contexts": _storage_contexts(instances), "evt_handlers": _move_handlers(retrieve)}
+    yield node.host, node.port, options
+    yield len(instances)
+    yield from _sub_operations(event, services, retrieve, instances, None)
+
+
+def _move_handlers(retrieve: Retrieve) -> list:
+    return [
+        (evt.EVT_ESTABLISHED, retrieve.on_established),
+        (evt.EVT_DIMSE_RECV, retrieve.on_store_response),
+    ]
+
+
+def _retrieve_matches(event, services: Services, retrieve: Retrieve):
+    """The instances to send, or the (failure status, None) that answers the request."""
+    decision = _authorized(event, services, "retrieve")
+    if not decision.allowed:
+        return _status(REFUSED_NOT_AUTHORIZED, "calling AE not authorized to retrieve"), None
+    if retrieve.model is None or services.instances_for is None:
+        return _retrieve_failed(services, event, retrieve, RETRIEVE_FAILED, "not available")
+    try:
+        identifier = event.identifier
+    except Exception as exc:
+        reason = f"bad identifier: {exc}"
+        return _retrieve_failed(services, event, retrieve, IDENTIFIER_DOES_NOT_MATCH, reason)
+    query_error = services.query_error() or ValueError
+    try:
+        studies = services.studies_for(decision.node)
+        instances = services.instances_for(identifier, model=retrieve.model, studies=studies)
+    except query_error as exc:
+        return _retrieve_failed(services, event, retrieve, RETRIEVE_UNABLE_TO_PROCESS, str(exc))
+    except Exception as exc:
+        log.exception("retrieve for %s failed", retrieve.destination or "C-GET")
+        return _retrieve_failed(services, event, retrieve, RETRIEVE_FAILED, repr(exc))
+    retrieve.matched = len(instances)
+    retrieve.studies = list(dict.fromkeys(i.series.study.study_instance_uid for i in instances))
+    return instances
+
+
+def _storage_contexts(instances) -> list:
+    """For the Move Destination (PS3.7 §D.3.3.4 does not apply: we are the requestor): per
+    SOP class, the stored transfer syntaxes in contexts of their own, and the uncompressed
+    ones in another, so a destination that refuses a compression still gets the data."""
+    stored: dict[str, set[str]] = {}
+    for instance in instances:
+        stored.setdefault(instance.sop_class_uid, set()).add(instance.transfer_syntax_uid)
+    contexts = []
+    for sop_class, syntaxes in stored.items():
+        compressed = sorted(ts for ts in syntaxes if UID(ts).is_compressed)
+        contexts += [build_context(sop_class, [ts]) for ts in compressed]
+        contexts.append(build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
+    return contexts[:128]  # PS3.8 §9.3.2.2: at most 128 presentation contexts
+
+
+def _sub_operations(event, services, retrieve: Retrieve, instances, assoc):
+    """(Pending, data set) per instance, each in a transfer syntax the receiver accepted;
+    Cancel on C-CANCEL (PS3.4 §C.4.2.3.1). pynetdicom sends each one, counts the outcomes
+    and answers Success, B000 (some failed) or A702 (all failed) at the end."""
+    for instance in instances:
+        if event.is_cancelled:
+            _audit_retrieve(services, event, retrieve, "success", end="cancelled")
+            yield CANCEL, None
+            return
+        accepted = _accepted_syntaxes(assoc or retrieve.store_assoc, instance.sop_class_uid)
+        try:
+            ds = services.dataset_for(instance, accepted)
+        except Exception as exc:
+            # Sent as a bare identifier: the C-STORE fails and is counted as a failure.
+            log.error("cannot read %s for retrieve: %r", instance.sop_instance_uid, exc)
+            ds = Dataset()
+            ds.SOPInstanceUID = instance.sop_instance_uid
+        yield PENDING, ds
+    end = "failure" if retrieve.counts["failed"] == len(instances) else "success"
+    _audit_retrieve(services, event, retrieve, end)
+
+
+def _accepted_syntaxes(assoc, sop_class_uid: str) -> list[str]:
+    """Transfer syntaxes accepted for sending sop_class_uid: as SCU of Storage, which on a
+    C-GET association is the role the requestor granted us."""
+    if assoc is None:
+        return []
+    return [
+        str(cx.transfer_syntax[0])
+        for cx in assoc.accepted_contexts
+        if cx.abstract_syntax == sop_class_uid and cx.as_scu
+    ]
+
+
+def _retrieve_failed(services, event, retrieve, code, reason):
+    _audit_retrieve(services, event, retrieve, "failure", status=code, reason=reason)
+    return _status(code, reason), None
+
+
+def _audit_retrieve(services, event, retrieve: Retrieve, outcome, **extra) -> None:
+    """One row per C-GET or C-MOVE (PS3.15 §A.5.3.3 "DICOM Instances Transferred")."""
+    state = services.tracker.get(event.assoc)
+    state.counts[retrieve.operation] += 1
+    services.audit(
+        f"dicom.{retrieve.operation}",
+        outcome,
+        **_audit_fields(state),
+        study_instance_uid=retrieve.studies[0] if len(retrieve.studies) == 1 else "",
+        detail={
+            "model": retrieve.model,
+            "destination": retrieve.destination,
+            "studies": retrieve.studies[:100],
+            "matched": retrieve.matched,
+            **retrieve.counts,
+            **extra,
+        },
+    )

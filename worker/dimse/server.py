@@ -1,5 +1,5 @@
 """The DICOM receiver: a pynetdicom Application Entity serving Verification, Storage and
-Query/Retrieve FIND on LIGHTBOX_DICOM_HOST:LIGHTBOX_DICOM_PORT (docs/conformance.md).
+Query/Retrieve FIND, MOVE and GET on LIGHTBOX_DICOM_HOST:LIGHTBOX_DICOM_PORT (docs/conformance.md).
 
 Connections are accepted by one thread; each association then runs in its own thread,
 at most LIGHTBOX_DICOM_MAX_ASSOCIATIONS at once.
@@ -26,7 +26,13 @@ from pynetdicom import (
 from pynetdicom.transport import ThreadedAssociationServer
 
 from . import handlers
-from .handlers import PATIENT_ROOT_FIND, STUDY_ROOT_FIND, VERIFICATION, Services
+from .handlers import (
+    PATIENT_ROOT_FIND,
+    RETRIEVE_MODELS,
+    STUDY_ROOT_FIND,
+    VERIFICATION,
+    Services,
+)
 
 log = logging.getLogger("lightbox.dimse")
 QUERY_MODULE = "backend.archive.query"
@@ -94,6 +100,7 @@ def _query_module():
 def default_services() -> Services:
     from backend.accounts.audit import record
     from backend.archive.ingest import receive
+    from backend.archive.retrieve import dataset_for, instances_for
     from backend.nodes.services import authorize, studies_for_node
 
     return Services(
@@ -103,7 +110,19 @@ def default_services() -> Services:
         find=load_find,
         studies_for=studies_for_node,
         query_error=load_query_error,
+        instances_for=instances_for,
+        dataset_for=dataset_for,
+        move_destination=move_destination,
     )
+
+
+def move_destination(ae_title: str):
+    """The registered node a C-MOVE may send to (can_store_to), or None (PS3.4 C.4.2.1.4.1:
+    the Move Destination is an AE title the SCP must know the address of)."""
+    from backend.nodes.models import RemoteNode
+
+    title = ae_title.strip(" ")
+    return RemoteNode.objects.filter(ae_title=title, can_store_to=True).first() if title else None
 
 
 def storage_transfer_syntaxes() -> list[str]:
@@ -126,10 +145,17 @@ def make_ae() -> AE:
     ae.require_called_aet = True
     ae.add_supported_context(VERIFICATION, DEFAULT_TRANSFER_SYNTAXES)
     # Every storage SOP class in every transfer syntax: compressed data is kept as received.
+    # A C-GET requestor proposes the SCP role for them (PS3.7 §D.3.3.4): both roles are
+    # accepted, so one association may store to Lightbox and retrieve from it.
     for context in AllStoragePresentationContexts:
-        ae.add_supported_context(str(context.abstract_syntax), storage_transfer_syntaxes())
-    for find_model in (PATIENT_ROOT_FIND, STUDY_ROOT_FIND):
-        ae.add_supported_context(find_model, DEFAULT_TRANSFER_SYNTAXES)
+        ae.add_supported_context(
+            str(context.abstract_syntax),
+            storage_transfer_syntaxes(),
+            scu_role=True,
+            scp_role=True,
+        )
+    for model in (PATIENT_ROOT_FIND, STUDY_ROOT_FIND, *RETRIEVE_MODELS):
+        ae.add_supported_context(model, DEFAULT_TRANSFER_SYNTAXES)
     return ae
 
 
@@ -138,6 +164,8 @@ def event_handlers(services: Services) -> list:
         evt.EVT_C_ECHO: handlers.handle_echo,
         evt.EVT_C_STORE: handlers.handle_store,
         evt.EVT_C_FIND: handlers.handle_find,
+        evt.EVT_C_GET: handlers.handle_get,
+        evt.EVT_C_MOVE: handlers.handle_move,
         evt.EVT_ACCEPTED: handlers.handle_accepted,
         evt.EVT_REJECTED: handlers.handle_rejected,
         evt.EVT_RELEASED: handlers.handle_released,
