@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from backend.archive import views as archive_views
+from backend.nodes import views as node_views
 
 urlpatterns = [
     path("", archive_views.worklist, name="worklist"),
@@ -15,5 +16,12 @@ urlpatterns = [
         archive_views.series_thumbnail,
         name="api-series-thumbnail",
     ),
+    path("api/nodes", node_views.node_list, name="api-nodes"),
+    path("api/nodes/<str:ae_title>/echo", node_views.echo, name="api-node-echo"),
+    path("api/nodes/<str:ae_title>/find", node_views.find, name="api-node-find"),
+    path("api/nodes/<str:ae_title>/retrieve", node_views.retrieve, name="api-node-retrieve"),
+    path("api/nodes/<str:ae_title>/send", node_views.send, name="api-node-send"),
+    path("api/jobs", node_views.job_list, name="api-jobs"),
+    path("api/jobs/<int:job_id>", node_views.job_detail, name="api-job"),
     path("admin/", admin.site.urls),
 ]

@@ -51,12 +51,14 @@ class InlineQueue:
 
     def run(self) -> None:
         from backend.archive import derive, indexing, queue, recovery
+        from backend.nodes import jobs
 
         handlers = {
             queue.INGEST_FILE: indexing.index_received,
             queue.INGEST_BATCH: indexing.index_batch,
             queue.DERIVE_SERIES: derive.derive_series,
             queue.SWEEP: lambda: recovery.sweep(),
+            queue.REMOTE_JOB: jobs.run,
         }
         while self.sent:
             name, args = self.sent.pop(0)

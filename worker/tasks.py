@@ -3,6 +3,10 @@
 from celery import shared_task
 
 from backend.archive import derive, indexing, recovery
+from backend.nodes import jobs
+
+# A retrieve or send of a large study takes far longer than indexing one file.
+REMOTE_JOB_TIME_LIMIT = 6 * 3600
 
 
 @shared_task(name="lightbox.ingest_file")
@@ -27,3 +31,13 @@ def derive_series(series_id: int) -> bool:
 def sweep() -> None:
     """Re-queue work that a crash or a lost message left unfinished."""
     recovery.sweep()
+
+
+@shared_task(
+    name="lightbox.remote_job",
+    time_limit=REMOTE_JOB_TIME_LIMIT,
+    soft_time_limit=REMOTE_JOB_TIME_LIMIT - 60,
+)
+def remote_job(job_id: int) -> str:
+    """Run one RemoteJob (C-ECHO, C-FIND, C-MOVE/C-GET or C-STORE to a remote node)."""
+    return jobs.run(job_id)

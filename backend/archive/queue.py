@@ -13,6 +13,7 @@ INGEST_FILE = "lightbox.ingest_file"
 INGEST_BATCH = "lightbox.ingest_batch"
 DERIVE_SERIES = "lightbox.derive_series"
 SWEEP = "lightbox.sweep"
+REMOTE_JOB = "lightbox.remote_job"
 
 
 @lru_cache(maxsize=1)

@@ -1,6 +1,7 @@
 """Remote DICOM application entities that Lightbox knows: who may query, retrieve, or be sent
 images (PS3.7 §D.3.1: an AE is named by its AE title and reached at a host and port)."""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -54,3 +55,52 @@ class RemoteNode(models.Model):
         # AE titles compare without their padding (PS3.5 §6.2).
         self.ae_title = self.ae_title.strip(" ")
         super().save(*args, **kwargs)
+
+
+class RemoteJob(models.Model):
+    """One request Lightbox makes of a remote node (C-ECHO, C-FIND, C-MOVE/C-GET, C-STORE),
+    run by a worker (backend/nodes/jobs.py). A row with a state: the task takes its id."""
+
+    class Kind(models.TextChoices):
+        ECHO = "echo"
+        FIND = "find"
+        RETRIEVE = "retrieve"
+        SEND = "send"
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    node = models.ForeignKey(RemoteNode, on_delete=models.CASCADE, related_name="jobs")
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.QUEUED, db_index=True
+    )
+    # find: level and keys; retrieve: study/series UID and method; send: study/series UID.
+    parameters = models.JSONField(default=dict, blank=True)
+    # Sub-operations so far (PS3.4 C.4.2.1.5: completed, failed, remaining).
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    remaining = models.PositiveIntegerField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Heartbeat: a running job whose row has not moved for a while is taken as abandoned.
+    updated_at = models.DateTimeField(auto_now=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} on {self.node.ae_title}: {self.state}"
