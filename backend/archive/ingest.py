@@ -5,20 +5,25 @@ then may the caller acknowledge the sender. Parsing, validation and indexing hap
 worker (see indexing.py), never in the process that received the file.
 """
 
+import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import BinaryIO
 
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 from . import queue
 from .db import relaxed_commit
 from .models import IngestRecord
 from .spool import get_spool
 
+log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 TASK_BATCH = 16
 
@@ -95,6 +100,64 @@ def _record_batch(spool, batch, source: str) -> Iterator[Received]:
     for (received, *_), record in zip(batch, records, strict=True):
         received.record = record
         yield received
+
+
+class BackgroundRecorder:
+    """Receive files durably now, record and queue them in batches a moment later.
+
+    For a network receiver: the sender's acknowledgement waits only for the durable spool
+    copy (the contract), while records and Celery messages are written a batch at a time by
+    a thread, so that many small commits and messages do not slow the sender down and the
+    workers get batches to index in one transaction. If the process dies before a batch
+    is recorded, the sweep finds those spooled files and records them ("recovered").
+    """
+
+    def __init__(self, interval: float = 0.05, max_batch: int = 64):
+        self.interval, self.max_batch = interval, max_batch
+        self._waiting: SimpleQueue = SimpleQueue()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="IngestRecorder", daemon=True)
+        self._thread.start()
+
+    def receive(self, chunks: Iterable[bytes], *, source: str, detail: str = "") -> uuid.UUID:
+        """Spool durably (fsync, rename, directory fsync) and return; recording follows."""
+        record_id, size, sha256 = get_spool().receive(chunks)
+        self._waiting.put((Received(detail), record_id, size, sha256, source))
+        return record_id
+
+    def close(self, timeout: float = 10) -> None:
+        """Record what is waiting, then stop."""
+        self._stopped.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not (self._stopped.is_set() and self._waiting.empty()):
+            batch = self._take()
+            if batch:
+                self._record(batch)
+        close_old_connections()
+
+    def _take(self) -> list:
+        batch: list[tuple] = []
+        deadline = time.monotonic() + self.interval
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._waiting.get(timeout=max(deadline - time.monotonic(), 0.001)))
+            except Empty:
+                break
+        return batch
+
+    def _record(self, batch: list) -> None:
+        by_source: dict[str, list] = {}
+        for received, record_id, size, sha256, source in batch:
+            by_source.setdefault(source, []).append((received, record_id, size, sha256))
+        for source, items in by_source.items():
+            try:
+                list(_record_batch(get_spool(), items, source))
+            except Exception:
+                # The files are durable in the spool; the sweep records them later.
+                log.exception("could not record %d received files; the sweep will", len(items))
+                close_old_connections()
 
 
 def read_chunks(f: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:

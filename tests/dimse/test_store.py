@@ -141,7 +141,8 @@ def test_it_refuses_stores_from_unknown_aes_when_told_to(embedded_site, tmp_path
     # 0124H Refused: Not Authorized (PS3.7 §C.5); dcmtk prints it as an unknown status.
     assert "Store Response (Unknown Status: 0x124)" in stranger.stderr, stranger.stderr
     assert "Received Store Response (Success)" in known.stderr + known.stdout, known.stderr
-    assert embedded_site.rows("select source_detail from archive_ingestrecord") == [
+    # Records follow the acknowledgement within a moment (BackgroundRecorder).
+    assert embedded_site.wait_rows("select source_detail from archive_ingestrecord", 1) == [
         ("MODALITY@127.0.0.1",)
     ]
     refusals = embedded_site.rows(

@@ -86,7 +86,7 @@ _ALWAYS_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 class Services:
     """What the handlers call; built once in server.py from the real services."""
 
-    receive: Callable[..., Any]  # backend.archive.ingest.receive
+    receive: Callable[..., Any]  # backend.archive.ingest.receive (or a BackgroundRecorder's)
     authorize: Callable[..., Any]  # backend.nodes.services.authorize -> Decision
     audit: Callable[..., Any]  # backend.accounts.audit.record
     find: Callable[[], Callable[..., Iterator[Dataset]] | None]  # loads query.find lazily
@@ -98,6 +98,7 @@ class Services:
     dataset_for: Callable[..., Dataset] | None = None
     move_destination: Callable[[str], Any] | None = None
     tracker: "Associations" = field(default_factory=lambda: Associations())
+    close: Callable[[], None] = lambda: None  # flushes what receive() left to record
 
 
 @dataclass

@@ -99,12 +99,15 @@ def _query_module():
 
 def default_services() -> Services:
     from backend.accounts.audit import record
-    from backend.archive.ingest import receive
+    from backend.archive.ingest import BackgroundRecorder
     from backend.archive.retrieve import dataset_for, instances_for
     from backend.nodes.services import authorize, studies_for_node
 
+    # Acknowledge once the spool copy is durable; records and tasks follow in batches.
+    recorder = BackgroundRecorder()
     return Services(
-        receive=receive,
+        receive=recorder.receive,
+        close=recorder.close,
         authorize=authorize,
         audit=record,
         find=load_find,
@@ -226,6 +229,7 @@ class Receiver:
             assoc.abort()
         for assoc in remaining:
             assoc.join(timeout=5)
+        self.services.close()
         return len(remaining)
 
 
