@@ -30,6 +30,7 @@ class SweepResult:
     requeued: int = 0  # records pending or abandoned
     cleaned: int = 0  # spooled copies of finished records, half-written temporaries
     series: int = 0  # series whose derivation was lost
+    jobs: int = 0  # remote DICOM jobs whose message was lost
 
 
 def sweep(stale_seconds: float | None = None) -> SweepResult:
@@ -40,7 +41,11 @@ def sweep(stale_seconds: float | None = None) -> SweepResult:
     _requeue_records(stale, result)
     _reschedule_series(stale, result)
     result.cleaned += get_spool().clean_tmp()
-    if result.adopted or result.requeued or result.series:
+    if not _broker_busy():
+        from backend.nodes.jobs import requeue_lost
+
+        result.jobs = requeue_lost()
+    if result.adopted or result.requeued or result.series or result.jobs:
         log.info("sweep: %s", result)
     return result
 

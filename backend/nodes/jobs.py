@@ -135,6 +135,20 @@ def _user(user):
 # --- running ----------------------------------------------------------------------------
 
 
+def requeue_lost(stale: timedelta = STALE_AFTER) -> int:
+    """Send again the jobs whose message was lost: queued, or running without progress for
+    longer than `stale`. run() claims conditionally, so a job sent twice runs once."""
+    now = timezone.now()
+    lost = RemoteJob.objects.filter(
+        Q(state=State.QUEUED, created_at__lt=now - timedelta(minutes=1))
+        | Q(state=State.RUNNING, updated_at__lt=now - stale)
+    )
+    ids = list(lost.values_list("pk", flat=True)[:1000])
+    for job_id in ids:
+        queue.send(queue.REMOTE_JOB, job_id)
+    return len(ids)
+
+
 def run(job_id: int) -> str:
     """Run one job (the worker's task). Returns the job's state afterwards."""
     job = claim(job_id)

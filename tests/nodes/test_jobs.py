@@ -280,3 +280,17 @@ def test_it_refuses_bad_parameters(start, message):
     with pytest.raises(jobs.JobError, match=message):
         start(node)
     assert not RemoteJob.objects.exists()
+
+
+def test_it_requeues_a_job_whose_message_was_lost(tasks):
+    from backend.archive import queue
+    from backend.nodes.jobs import requeue_lost
+    from backend.nodes.models import RemoteJob, RemoteNode
+
+    node = RemoteNode.objects.create(ae_title="LOST", host="127.0.0.1", port=1)
+    job = RemoteJob.objects.create(kind="echo", node=node, parameters={})
+    RemoteJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    RemoteJob.objects.create(kind="echo", node=node, parameters={})  # just queued: left alone
+
+    assert requeue_lost() == 1
+    assert tasks.sent == [(queue.REMOTE_JOB, (job.pk,))]
