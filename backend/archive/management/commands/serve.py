@@ -1,7 +1,7 @@
 """manage.py serve — run every Lightbox process in the foreground until Ctrl-C (`make run`).
 
 Creates the admin account if there is none, starts the web server (uvicorn, ASGI), the
-Celery worker (with its periodic sweep) and the DICOM receiver when it exists, imports the
+Celery worker (with its periodic sweep) and the DICOM receiver, imports the
 demo studies once, and stops everything cleanly on Ctrl-C or SIGTERM.
 """
 
@@ -78,10 +78,8 @@ class Command(BaseCommand):
             "--concurrency",
             str(settings.WORKER_CONCURRENCY),
         ]
-        commands = {"web": web, "worker": worker}
-        receiver = settings.BASE_DIR / "worker" / "dimse"
-        if receiver.is_dir():
-            commands["dicom"] = [python, "-m", "worker.dimse"]
+        dicom = [python, "-m", "worker.dimse"]
+        commands = {"web": web, "worker": worker, "dicom": dicom}
         return [_spawn(cmd) for cmd in commands.values()]
 
     def _announce(self, password_note: str) -> None:
