@@ -16,6 +16,7 @@ urlpatterns = [
         archive_views.series_thumbnail,
         name="api-series-thumbnail",
     ),
+    path("nodes/", node_views.nodes_page, name="nodes"),
     path("api/nodes", node_views.node_list, name="api-nodes"),
     path("api/nodes/<str:ae_title>/echo", node_views.echo, name="api-node-echo"),
     path("api/nodes/<str:ae_title>/find", node_views.find, name="api-node-find"),

@@ -7,8 +7,10 @@ middleware like every session-authenticated form.
 import json
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, JsonResponse
+from django.http import FileResponse, HttpRequest, JsonResponse
+from django.middleware.csrf import get_token
 from django.views.decorators.http import require_GET, require_POST
 
 from . import jobs
@@ -61,6 +63,15 @@ def _body(request: HttpRequest) -> dict:
 
 def _created(job: RemoteJob) -> JsonResponse:
     return JsonResponse(job_row(job), status=202)
+
+
+@staff_required
+@require_GET
+def nodes_page(request):
+    """The page that drives the API below (query, retrieve, send, jobs)."""
+    get_token(request)  # the page's script sends the CSRF cookie back as a header
+    page = settings.BASE_DIR / "frontend" / "nodes.html"
+    return FileResponse(open(page, "rb"), content_type="text/html; charset=utf-8")
 
 
 @staff_required
