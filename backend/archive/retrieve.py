@@ -105,3 +105,21 @@ def _reencoded(ds: pydicom.Dataset, transfer_syntax: UID) -> pydicom.Dataset:
     ds.file_meta.TransferSyntaxUID = transfer_syntax
     dcmwrite(buffer, ds, enforce_file_format=True)
     return pydicom.dcmread(BytesIO(buffer.getvalue()))
+
+
+def storage_contexts(instances: Iterable[Instance]) -> list:
+    """Presentation contexts for sending `instances` as a requestor (C-STORE SCU, C-MOVE
+    sub-operations): per SOP class, each stored compressed syntax in a context of its own
+    and the uncompressed ones in another, so a peer that refuses a compression still gets
+    the (decoded) data. Callers keep to 128 contexts (PS3.8 §9.3.2.2)."""
+    from pynetdicom import build_context
+
+    stored: dict[str, set[str]] = {}
+    for instance in instances:
+        stored.setdefault(instance.sop_class_uid, set()).add(instance.transfer_syntax_uid)
+    contexts = []
+    for sop_class, syntaxes in stored.items():
+        compressed = sorted(ts for ts in syntaxes if UID(ts).is_compressed)
+        contexts += [build_context(sop_class, [ts]) for ts in compressed]
+        contexts.append(build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
+    return contexts

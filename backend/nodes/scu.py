@@ -16,10 +16,11 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, StoragePresentationContexts, build_context, build_role, evt
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
 
 from backend.archive import ingest
+from backend.archive.retrieve import storage_contexts
 
 # PS3.4 Annex A and Table C.6.2-1 (Study Root Query/Retrieve Information Model).
 Verification = UID("1.2.840.10008.1.1")
@@ -255,17 +256,7 @@ def send(
 
 
 def _storage_contexts(instances: Sequence[Storable]) -> list:
-    """Per SOP class, each stored compressed syntax in a context of its own and the
-    uncompressed ones in another, so a node that refuses a compression still gets the
-    (decoded) data. At most 128 contexts (PS3.8 §9.3.2.2)."""
-    stored: dict[str, set[str]] = {}
-    for instance in instances:
-        stored.setdefault(instance.sop_class_uid, set()).add(instance.transfer_syntax_uid)
-    contexts = []
-    for sop_class, syntaxes in stored.items():
-        compressed = sorted(ts for ts in syntaxes if UID(ts).is_compressed)
-        contexts += [build_context(sop_class, [ts]) for ts in compressed]
-        contexts.append(build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
-    if len(contexts) > 128:
+    contexts = storage_contexts(instances)  # type: ignore[arg-type]  # duck-typed instances
+    if len(contexts) > 128:  # PS3.8 §9.3.2.2
         raise ScuError("too many SOP classes and transfer syntaxes for one association")
     return contexts

@@ -26,8 +26,10 @@ from django.db import connections
 from pydicom import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID
 from pynetdicom import build_context, evt
+
+from backend.archive.retrieve import storage_contexts
 
 log = logging.getLogger("lightbox.dimse")
 
@@ -538,18 +540,8 @@ def _retrieve_matches(event, services: Services, retrieve: Retrieve):
 
 
 def _storage_contexts(instances) -> list:
-    """For the Move Destination (PS3.7 §D.3.3.4 does not apply: we are the requestor): per
-    SOP class, the stored transfer syntaxes in contexts of their own, and the uncompressed
-    ones in another, so a destination that refuses a compression still gets the data."""
-    stored: dict[str, set[str]] = {}
-    for instance in instances:
-        stored.setdefault(instance.sop_class_uid, set()).add(instance.transfer_syntax_uid)
-    contexts = []
-    for sop_class, syntaxes in stored.items():
-        compressed = sorted(ts for ts in syntaxes if UID(ts).is_compressed)
-        contexts += [build_context(sop_class, [ts]) for ts in compressed]
-        contexts.append(build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
-    return contexts[:128]  # PS3.8 §9.3.2.2: at most 128 presentation contexts
+    """For the Move Destination (we are the requestor, PS3.7 §D.3.3.4 does not apply)."""
+    return storage_contexts(instances)[:128]  # PS3.8 §9.3.2.2: at most 128 contexts
 
 
 def _sub_operations(event, services, retrieve: Retrieve, instances, assoc):
