@@ -14,6 +14,7 @@ in the store and its IngestRecord keeps pointing at it.
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import partial
@@ -78,7 +79,7 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
     """
     ids = [uuid.UUID(str(i)) for i in record_ids]
     records = IngestRecord.objects.in_bulk(ids)
-    outcomes: dict[str, int] = {}
+    outcomes: Counter[str] = Counter()
     ready: list[Prepared] = []
     for record_id in ids:
         record = records.get(record_id)
@@ -92,8 +93,7 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
             except _SameInstanceInBatch as again:
                 # An earlier file of this batch has the same SOP Instance UID: commit what is
                 # ready first, so this one is compared with what it follows.
-                for state in _commit_prepared(ready):
-                    outcomes[state] = outcomes.get(state, 0) + 1
+                outcomes.update(_commit_prepared(ready))
                 ready = []
                 prepared = _prepare_parsed(record, again.path, again.parsed)
         except _AlreadyFinished:
@@ -105,10 +105,9 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
         if isinstance(prepared, Prepared):
             ready.append(prepared)
         else:
-            outcomes[prepared] = outcomes.get(prepared, 0) + 1
-    for state in _commit_prepared(ready):
-        outcomes[state] = outcomes.get(state, 0) + 1
-    return outcomes
+            outcomes[prepared] += 1
+    outcomes.update(_commit_prepared(ready))
+    return dict(outcomes)
 
 
 class _AlreadyFinished(Exception):
@@ -304,15 +303,10 @@ def _commit_once(prepared: Prepared, existing_checked: bool) -> str:
 
 
 def _commit_prepared(ready: list[Prepared]) -> list[str]:
-    """Commit a batch: new instances together, anything unusual one by one."""
-    bulk: list[Prepared] = []
-    single: list[Prepared] = []
-    seen: set[str] = set()
-    for prepared in ready:
-        uid = prepared.extracted.instance["sop_instance_uid"]
-        new = prepared.state == State.STORED and uid not in seen
-        (bulk if new else single).append(prepared)
-        seen.add(uid)
+    """Commit a batch: new instances together, replacements one by one. (index_batch
+    never puts two files with the same SOP Instance UID in one batch.)"""
+    bulk = [p for p in ready if p.state == State.STORED]
+    single = [p for p in ready if p.state != State.STORED]
     states: list[str] = []
     if bulk:
         try:
