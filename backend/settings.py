@@ -96,10 +96,12 @@ INSTALLED_APPS = [
     "backend.live",
     "backend.accounts",
     "backend.nodes",
+    "backend.dicomweb",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "backend.dicomweb.cors.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -250,6 +252,17 @@ if bool(DICOM_TLS_CERT) != bool(DICOM_TLS_KEY):
     raise ImproperlyConfigured("LIGHTBOX_DICOM_TLS_CERT and LIGHTBOX_DICOM_TLS_KEY go together")
 if DICOM_MAX_ASSOCIATIONS < 1 or not 0 < DICOM_PORT < 65536:
     raise ImproperlyConfigured("LIGHTBOX_DICOM_MAX_ASSOCIATIONS and LIGHTBOX_DICOM_PORT: bad value")
+
+# DICOMweb (docs/dicomweb.md). QIDO results are always paged: a default and a maximum limit.
+LIGHTBOX_QIDO_DEFAULT_LIMIT = envint("LIGHTBOX_QIDO_DEFAULT_LIMIT", "100")
+LIGHTBOX_QIDO_MAX_LIMIT = envint("LIGHTBOX_QIDO_MAX_LIMIT", "1000")
+# A STOW-RS body larger than this is refused (413) before it reaches the disk.
+LIGHTBOX_STOW_MAX_BYTES = envint("LIGHTBOX_STOW_MAX_BYTES", str(2 << 30))
+# Origins (scheme://host[:port]) of external viewers allowed to call DICOMweb from a browser
+# (CORS); none by default.
+LIGHTBOX_CORS_ALLOWED_ORIGINS = envlist("LIGHTBOX_CORS_ALLOWED_ORIGINS")
+if not 1 <= LIGHTBOX_QIDO_DEFAULT_LIMIT <= LIGHTBOX_QIDO_MAX_LIMIT:
+    raise ImproperlyConfigured("LIGHTBOX_QIDO_DEFAULT_LIMIT must be 1..LIGHTBOX_QIDO_MAX_LIMIT")
 
 LOGGING = {
     "version": 1,

@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from backend.archive import views as archive_views
+from backend.dicomweb import views as dicomweb_views
 from backend.nodes import views as node_views
 
 urlpatterns = [
@@ -24,5 +25,7 @@ urlpatterns = [
     path("api/nodes/<str:ae_title>/send", node_views.send, name="api-node-send"),
     path("api/jobs", node_views.job_list, name="api-jobs"),
     path("api/jobs/<int:job_id>", node_views.job_detail, name="api-job"),
+    path("dicomweb/", include("backend.dicomweb.urls")),
+    path("wado", dicomweb_views.wado_uri, name="wado-uri"),
     path("admin/", admin.site.urls),
 ]

@@ -56,3 +56,36 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("audit events cannot be deleted")
+
+
+class ApiToken(models.Model):
+    """A named, revocable credential for DICOMweb clients and scripts (Authorization: Bearer).
+
+    Only a SHA-256 digest of the token is kept: the token itself is shown once, when made.
+    A token is 32 random bytes, so a fast hash is enough (no password stretching needed).
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read"  # QIDO-RS, WADO-RS, WADO-URI
+        WRITE = "write"  # STOW-RS
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)  # the first characters, to tell tokens apart
+    digest = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -35,7 +35,7 @@ def receive(chunks: Iterable[bytes], *, source: str, detail: str = "") -> Ingest
     finds the record (or the spooled file) and queues it again.
     """
     record_id, size, sha256 = get_spool().receive(chunks)
-    return _record(record_id, size, sha256, source=source, detail=detail)
+    return record_spooled(record_id, size, sha256, source=source, detail=detail)
 
 
 def receive_stream(f: BinaryIO, *, source: str, detail: str = "") -> IngestRecord:
@@ -165,9 +165,11 @@ def read_chunks(f: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
         yield chunk
 
 
-def _record(
+def record_spooled(
     record_id: uuid.UUID, size: int, sha256: str, *, source: str, detail: str
 ) -> IngestRecord:
+    """Record a file already durable in the spool (get_spool().receive) and queue it.
+    For sources that look at the file before accepting it (STOW-RS checks the study)."""
     with transaction.atomic():
         record = IngestRecord.objects.create(
             id=record_id, source=source, source_detail=detail[:1000], size=size, sha256=sha256

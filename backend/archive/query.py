@@ -134,6 +134,9 @@ KEYS: dict[str, Key] = {
     "ContentDate": Key("IMAGE", "content_date", "date"),
     "ContentTime": Key("IMAGE", "content_time", "time"),
     "NumberOfFrames": Key("IMAGE", "number_of_frames", "int"),
+    "Rows": Key("IMAGE", "rows", "int"),
+    "Columns": Key("IMAGE", "columns", "int"),
+    "BitsAllocated": Key("IMAGE", "bits_allocated", "int"),
 }
 _PATIENT_COUNTS = {
     "NumberOfPatientRelatedStudies": Count("pk"),
@@ -167,6 +170,7 @@ class Plan:
     requested: list[Requested]
     indexed: list[Requested] = field(default_factory=list)  # matched by the database
     in_json: list[Requested] = field(default_factory=list)  # matched in Python (IMAGE level)
+    fuzzy: bool = False
 
 
 class _Wildcard(Lookup):
@@ -192,35 +196,46 @@ def find(
     model: str,
     studies: QuerySet[Study],
     limit: int | None = None,
+    offset: int = 0,
+    hierarchical: bool = True,
+    fuzzy: bool = False,
 ) -> Iterator[pydicom.Dataset]:
     """model: "patient" (Patient Root Q/R, PS3.4 C.6.1) or "study" (Study Root, C.6.2).
     `studies` is the access-filtered base queryset: results must never include anything
-    outside it. Yields one identifier per match.
+    outside it. Yields one identifier per match, skipping the first `offset`.
+
+    hierarchical=False lets a query leave the unique keys above its level empty, as
+    QIDO-RS does for /series and /instances (PS3.18 §10.6.1). fuzzy=True matches person
+    names word by word: each given word starts a word of the name (PS3.18 §8.3.4.1).
 
     The identifier is checked before this returns, so a QueryError comes from the call
     itself; the rows are then streamed from the database in chunks, in a fixed order.
     """
     if model not in MODEL_LEVELS:
         raise ValueError(f"unknown query/retrieve information model {model!r}")
-    if limit is not None and limit < 0:
-        raise ValueError("limit must not be negative")
-    plan = _plan(identifier, model)
+    if (limit is not None and limit < 0) or offset < 0:
+        raise ValueError("limit and offset must not be negative")
+    plan = _plan(identifier, model, hierarchical=hierarchical, fuzzy=fuzzy)
     if studies.query.is_sliced:
         studies = Study.objects.filter(pk__in=studies.values("pk"))
     rows = _queryset(plan, studies)
     if plan.level == "IMAGE" and not _needs_json(plan):
         rows = rows.defer("dicom_json")
-    if limit is not None and not plan.in_json:
-        rows = rows[:limit]
-    return _results(plan, rows, limit)
+    if not plan.in_json:
+        rows = rows[offset : offset + limit] if limit is not None else rows[offset:]
+        offset = 0
+    return _results(plan, rows, limit, offset)
 
 
-def _plan(identifier: pydicom.Dataset, model: str) -> Plan:
+def _plan(
+    identifier: pydicom.Dataset, model: str, *, hierarchical: bool = True, fuzzy: bool = False
+) -> Plan:
     level = _level(identifier, model)
-    plan = Plan(level, _requested(identifier))
+    plan = Plan(level, _requested(identifier), fuzzy=fuzzy)
     for item in plan.requested:
         _classify(plan, item)
-    _check_hierarchy(plan, model)
+    if hierarchical:
+        _check_hierarchy(plan, model)
     return plan
 
 
@@ -337,7 +352,8 @@ def _check_hierarchy(plan: Plan, model: str) -> None:
 def _queryset(plan: Plan, studies: QuerySet[Study]) -> QuerySet:
     rows = _base(plan.level, studies)
     for item in plan.indexed:
-        rows = rows.filter(_condition(plan.level, KEYS[item.keyword], item.value or ""))
+        key = KEYS[item.keyword]
+        rows = rows.filter(_condition(plan.level, key, item.value or "", fuzzy=plan.fuzzy))
     wanted = {item.keyword for item in plan.requested}
     for keyword, total in _PATIENT_COUNTS.items():
         if keyword in wanted:
@@ -377,9 +393,11 @@ def _patient_count(level: str, studies: QuerySet[Study], total) -> Coalesce:
     return Coalesce(Subquery(related.annotate(n=total).values("n")[:1]), 0)
 
 
-def _condition(level: str, key: Key, value: str) -> Q:
+def _condition(level: str, key: Key, value: str, *, fuzzy: bool = False) -> Q:
     """Any of the backslash-separated values matches (list of UID matching, C.2.2.2.2)."""
     prefix = _path(level, key.level)
+    if key.kind == "pn" and fuzzy and "*" not in value and "?" not in value:
+        return _fuzzy_name(prefix + key.search, value)
     if key.kind == "uid":
         return Q(**{f"{prefix}{key.column}__in": _uids(value)})
     if key.kind in ("date", "time", "int") and "\\" in value:
@@ -388,6 +406,19 @@ def _condition(level: str, key: Key, value: str) -> Q:
     if any(_is_universal(v) for v in values):
         return Q()  # matches everything: Django drops an empty Q from an OR, so say it here
     return functools.reduce(operator.or_, (_single(prefix, key, v) for v in values))
+
+
+def _fuzzy_name(column: str, value: str) -> Q:
+    """Every word of `value` begins a word of the name, in any order and component:
+    "jer buc" finds "Buc^Jérôme"; case and accents are ignored as in exact matching."""
+    words = search_key(value.replace("\\", " ")).split()
+    if not words:
+        return Q()
+    conditions = [
+        Q(**{f"{column}__startswith": word}) | Q(**{f"{column}__contains": f" {word}"})
+        for word in words
+    ]
+    return functools.reduce(operator.and_, conditions)
 
 
 def _is_universal(value: str) -> bool:
@@ -603,7 +634,10 @@ def _needs_json(plan: Plan) -> bool:
     )
 
 
-def _results(plan: Plan, rows: QuerySet, limit: int | None) -> Iterator[pydicom.Dataset]:
+def _results(
+    plan: Plan, rows: QuerySet, limit: int | None, offset: int = 0
+) -> Iterator[pydicom.Dataset]:
+    """`offset` here is what the database could not skip (matches made in Python)."""
     if limit == 0:
         return
     matches = _json_matches(plan.in_json) if plan.in_json else None
@@ -612,6 +646,9 @@ def _results(plan: Plan, rows: QuerySet, limit: int | None) -> Iterator[pydicom.
     for row in rows.iterator(chunk_size=CHUNK_SIZE):
         header = json.loads(row.dicom_json) if needs_json else {}
         if matches and not matches(header):
+            continue
+        if offset:
+            offset -= 1
             continue
         yield _response(plan, row, header)
         sent += 1

@@ -35,13 +35,15 @@ def render(
     window_width: float | None = None,
     voi_lut_function: str = "LINEAR",
     max_size: int | None = None,
+    viewport: tuple[int, int] | None = None,
     fmt: str = "jpeg",
     quality: int = 90,
 ) -> bytes:
     """Return `frame` (as from `frame_array`) encoded as 8-bit JPEG or PNG bytes.
 
     A window of None picks one from the frame's 0.5-99.5 percentiles. `max_size` bounds
-    the longer side, keeping the aspect ratio.
+    the longer side, keeping the aspect ratio; `viewport` (width, height) scales the image
+    up or down to fit inside that box, keeping the aspect ratio (PS3.18 §8.3.5.1.3).
     """
     pil_format = FORMATS.get(fmt.lower())
     if pil_format is None:
@@ -58,6 +60,8 @@ def render(
             grey = 255 - grey
         image = Image.fromarray(grey)
     image = _fit(image, max_size)
+    if viewport is not None:
+        image = _fit_box(image, *viewport)
     out = io.BytesIO()
     if pil_format == "JPEG":
         image.save(out, format="JPEG", quality=quality)
@@ -115,3 +119,11 @@ def _fit(image: Image.Image, max_size: int | None) -> Image.Image:
     scale = max_size / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _fit_box(image: Image.Image, width: int, height: int) -> Image.Image:
+    scale = min(width / image.width, height / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.BILINEAR)
