@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := dcmtk chromium
 MYPY_PATHS := backend worker
 
-.PHONY: run test lint format bench-ingest bench-dimse install clean system-packages
+.PHONY: run test lint format bench-ingest bench-dimse bench-dicomweb install clean system-packages
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -52,6 +52,10 @@ bench-ingest: $(VENV)/.installed
 bench-dimse: $(VENV)/.installed
 	@command -v Orthanc >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq orthanc >/dev/null; } || true
 	$(PY) bench/dimse.py
+
+# Needs PostgreSQL and Redis on 127.0.0.1 (database lightbox_bench_dicomweb, Redis db 13).
+bench-dicomweb: $(VENV)/.installed
+	$(PY) bench/dicomweb.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -134,9 +134,20 @@ TEMPLATES = [
 # make SQLite writers queue on the busy timeout instead of failing with "database is locked".
 DATABASE_URL = env("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {
-        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
-    }
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's ASGI handler runs each request's sync code in a thread of its own, so
+        # per-thread persistent connections are never reused by the web process: each request
+        # paid a new PostgreSQL connection (~5 ms). A pool per process fixes that.
+        DATABASES["default"]["OPTIONS"] = {
+            "pool": {
+                "min_size": envint("LIGHTBOX_DB_POOL_MIN", "1"),
+                "max_size": envint("LIGHTBOX_DB_POOL_MAX", "8"),
+                "timeout": 30,
+            }
+        }
+    else:
+        DATABASES["default"].update(CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=True)
 else:
     DATABASES = {
         "default": {

@@ -23,6 +23,7 @@ import argparse
 import datetime
 import gzip
 import http.client
+import itertools
 import json
 import math
 import os
@@ -39,6 +40,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+import redis
+from psycopg import sql
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = REPO.parent / "shared" / "testdata" / "ct-lidc-0314"
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -48,7 +53,7 @@ PYTHON = sys.executable
 sys.path[:0] = [str(REPO / "bench"), str(REPO)]
 
 from dimse import free_port, spawn  # noqa: E402
-from ingest import environment, run, start_worker, stop  # noqa: E402
+from ingest import environment, postgres_available, run, start_worker, stop  # noqa: E402
 
 from backend.archive.attributes import search_key  # noqa: E402  (no Django needed)
 
@@ -57,6 +62,7 @@ FRAMES_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-sy
 WARMUP = 10
 THREADS = 4
 CT_TIMEOUT_S = 900
+REQUESTS = itertools.count()  # every GET sent; next() is atomic, so threads may share it
 
 # ---------------------------------------------------------------------------------------
 # Synthetic index rows
@@ -164,21 +170,19 @@ def study_and_series_rows(rng, count, first_id, patient_ids, now):
         description = f"SYNTHETIC BENCH {modality} {part}"
         referring = person_name(rng)
         study = (
-            pk, f"2.25.{uuid.UUID(int=rng.getrandbits(128)).int}", patient, day, clock,
+            pk, f"2.25.{rng.getrandbits(128)}", patient, day, clock,
             f"SYNACC{i:08d}", str(i % 10_000), description, search_key(description),
             referring, search_key(referring), "SYNTHETIC", modality, 1, instances,
             instances * BYTES_PER_INSTANCE, now, now,
         )  # fmt: skip
         series = (
-            pk, f"2.25.{uuid.UUID(int=rng.getrandbits(128)).int}", pk, modality, 1,
+            pk, f"2.25.{rng.getrandbits(128)}", pk, modality, 1,
             description, day, clock, part, "", instances, 0, 0, False, None, "", "", now, now,
         )  # fmt: skip
         yield study, series
 
 
 def copy_rows(conn, table: str, columns: list[str], rows) -> None:
-    from psycopg import sql
-
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -188,24 +192,18 @@ def copy_rows(conn, table: str, columns: list[str], rows) -> None:
 
 
 def next_id(conn, table: str) -> int:
-    from psycopg import sql
-
     query = sql.SQL("SELECT coalesce(max(id), 0) + 1 FROM {}").format(sql.Identifier(table))
     return conn.execute(query).fetchone()[0]
 
 
 def reset_sequence(conn, table: str) -> None:
     """COPY wrote explicit ids: move the identity sequence past them."""
-    from psycopg import sql
-
     query = sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) FROM {}))")
     conn.execute(query.format(sql.Identifier(table)), [table])
 
 
 def generate(database_url: str, studies: int, seed: int = 314) -> float:
     """Write `studies` synthetic studies (and their patients and series); returns seconds."""
-    import psycopg
-
     rng = random.Random(seed)
     now = datetime.datetime.now(datetime.UTC)
     started = time.perf_counter()
@@ -237,9 +235,6 @@ def generate(database_url: str, studies: int, seed: int = 314) -> float:
 
 
 def fresh_postgres() -> str:
-    import psycopg
-    import redis
-
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {PG_BENCH_DB}")
@@ -247,9 +242,18 @@ def fresh_postgres() -> str:
     return f"postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
 
 
-def drop_postgres() -> None:
-    import psycopg
+def postgres_facts(database_url: str) -> dict:
+    """Server version and sessions opened so far (pg_stat_database, PostgreSQL 14+): a web
+    process that keeps its connections opens a handful, not one per request."""
+    time.sleep(1)  # a backend's statistics reach pg_stat_database shortly after it exits
+    with psycopg.connect(database_url) as conn:
+        sessions = conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()[0]
+        return {"version": conn.info.server_version, "sessions": sessions}
 
+
+def drop_postgres() -> None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
 
@@ -389,6 +393,7 @@ class Client:
             return self._get(path, headers)
 
     def _get(self, path: str, headers: dict) -> Response:
+        next(REQUESTS)
         started = time.perf_counter()
         self.conn.request("GET", path, headers={**self.auth, **headers})
         answer = self.conn.getresponse()
@@ -633,7 +638,8 @@ def check_ct(state: dict) -> None:
         sys.exit(f"only {state['viewable']} of the CT's instances are viewable")
 
 
-def benchmark(args, tmp: Path) -> tuple[list[Result], dict]:
+def prepare(args, tmp: Path) -> dict:
+    """A fresh archive: the real CT imported and derived, then the synthetic studies."""
     database_url = fresh_postgres()
     env = environment(tmp / "data", database_url, REDIS_BENCH_URL, os.cpu_count() or 2)
     env["DJANGO_SECRET_KEY"] = "bench-dicomweb-" + uuid.uuid4().hex
@@ -643,15 +649,31 @@ def benchmark(args, tmp: Path) -> tuple[list[Result], dict]:
     check_ct(ct)
     log(f"writing {args.studies:,} synthetic studies …")
     generated = generate(database_url, args.studies)
-    token = make_token(env)
-    web, port = start_web(env, tmp)
+    return {
+        "env": env,
+        "database_url": database_url,
+        "token": make_token(env),
+        "ct": ct,
+        "ct_s": ct_seconds,
+        "generate_s": generated,
+    }
+
+
+def serve_and_measure(setup: dict, requests: int, tmp: Path) -> list[Result]:
+    """Start the web server, run every case, note the load and the sessions it opened."""
+    web, port = start_web(setup["env"], tmp)
     try:
         log(f"measuring against http://127.0.0.1:{port}/dicomweb …")
-        results = measure_all(port, token, ct, args.requests)
+        before, sent = postgres_facts(setup["database_url"]), next(REQUESTS)
+        setup["load"] = os.getloadavg()[0]
+        results = measure_all(port, setup["token"], setup["ct"], requests)
+        setup["requests"] = next(REQUESTS) - sent - 1
     finally:
         stop(web)
-    setup = {"ct_s": ct_seconds, "generate_s": generated, "ct": ct, "env": env, "port": port}
-    return results, setup
+    after = postgres_facts(setup["database_url"])
+    setup["pg_sessions"] = after["sessions"] - before["sessions"] - 1  # less our own probe
+    setup["pg_version"] = after["version"]
+    return results
 
 
 def log(message: str) -> None:
@@ -667,16 +689,21 @@ def main() -> None:
     args = parser.parse_args()
     if not args.source.is_dir():
         sys.exit(f"benchmark data not found: {args.source} (see ../shared/testdata/README.md)")
+    if not postgres_available():
+        sys.exit("needs PostgreSQL (postgres@127.0.0.1:5432) and Redis (127.0.0.1:6379)")
     tmp = Path(tempfile.mkdtemp(prefix="lightbox-dicomweb-"))
     try:
-        results, setup = benchmark(args, tmp)
+        setup = prepare(args, tmp)
+        results = serve_and_measure(setup, args.requests, tmp)
     finally:
         if not args.keep:
             drop_postgres()
             shutil.rmtree(tmp, ignore_errors=True)
     print_table(results, setup, args)
     if args.keep:
-        print(f"\nkept: database {PG_BENCH_DB}, data dir {tmp / 'data'} (logs in {tmp})")
+        print(f"\nkept (logs in {tmp}); to serve it again:")
+        keep = ("DATABASE_URL", "REDIS_URL", "LIGHTBOX_DATA_DIR", "DJANGO_SECRET_KEY")
+        print(" ".join(f"{k}={setup['env'][k]}" for k in keep))
 
 
 def machine() -> str:
@@ -712,7 +739,13 @@ def print_table(results: list[Result], setup: dict, args) -> None:
     for r in results:
         print(f"{r.case:34} {latency_columns(r)}  {r.detail:44} {r.target:14} {r.verdict}")
     print(
-        "\nQIDO: /dicomweb/studies?<key>=<value>&limit=25, Accept: application/dicom+json; "
+        f"\nPostgreSQL {setup['pg_version'] // 10000}: the web process opened "
+        f"{setup['pg_sessions']} database sessions for {setup['requests']} requests. "
+        f"Load average when measuring began: {setup['load']:.2f} (other work on the machine "
+        "shows in p95 and max)."
+    )
+    print(
+        "QIDO: /dicomweb/studies?<key>=<value>&limit=25, Accept: application/dicom+json; "
         "values vary per request.\n/metadata target applied to p95. /frames: one pass over all "
         "instances, frame 1 each, after a warm-up pass; latencies per frame."
     )
