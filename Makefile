@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := dcmtk chromium
 MYPY_PATHS := backend worker
 
-.PHONY: run test lint format bench-ingest bench-dimse bench-dicomweb install clean system-packages
+.PHONY: run test lint format bench-ingest bench-dimse bench-dicomweb install clean system-packages ohif
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,10 +31,21 @@ system-packages:
 		else echo "not root: tests needing$$missing will skip"; fi; \
 	fi
 
-test: $(VENV)/.installed system-packages
+# The real OHIF viewer (npm registry) for tests/e2e/test_ohif.py, which skips without it.
+OHIF_VERSION := 3.13.2
+OHIF_CACHE := .cache/ohif
+ohif:
+	@[ -f $(OHIF_CACHE)/ohif-app-$(OHIF_VERSION).tgz ] || { command -v npm >/dev/null && \
+		mkdir -p $(OHIF_CACHE) && cd $(OHIF_CACHE) && \
+		timeout 300 npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null; } || \
+		echo "OHIF $(OHIF_VERSION) not downloaded: tests/e2e/test_ohif.py will skip"
+
+test: $(VENV)/.installed system-packages ohif
 	$(PY) -m ruff check .
 	$(PY) -m mypy $(MYPY_PATHS)
-	LIGHTBOX_DATA_DIR=$${LIGHTBOX_DATA_DIR:-$$(mktemp -d)} $(PY) -m pytest $(PYTEST_ARGS)
+	LIGHTBOX_DATA_DIR=$${LIGHTBOX_DATA_DIR:-$$(mktemp -d)} \
+	LIGHTBOX_OHIF_DIST=$${LIGHTBOX_OHIF_DIST:-$(CURDIR)/$(OHIF_CACHE)} \
+		$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -147,7 +147,11 @@ if DATABASE_URL:
             }
         }
     else:
-        DATABASES["default"].update(CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=True)
+        DATABASES = {
+            "default": dj_database_url.parse(
+                DATABASE_URL, conn_max_age=600, conn_health_checks=True
+            )
+        }
 else:
     DATABASES = {
         "default": {

@@ -72,6 +72,7 @@ RESPONSE_CHARSET = "ISO_IR 192"
 MAX_VALUE_LENGTH = 1024  # far above any VR's maximum (PS3.5 §6.2), far below harm
 MAX_VALUES = 1000  # UIDs in one list of UID matching
 CHUNK_SIZE = 500
+PATIENTS_FIRST_MAX = 2000  # patients matched on their own keys before studies are
 _QR_LEVEL = Tag("QueryRetrieveLevel")
 _CHARSET = Tag("SpecificCharacterSet")
 _NUMBER_VRS = {"IS", "DS", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"}
@@ -199,7 +200,8 @@ def find(
     offset: int = 0,
     hierarchical: bool = True,
     fuzzy: bool = False,
-) -> Iterator[pydicom.Dataset]:
+    as_json: bool = False,
+) -> Iterator[Any]:
     """model: "patient" (Patient Root Q/R, PS3.4 C.6.1) or "study" (Study Root, C.6.2).
     `studies` is the access-filtered base queryset: results must never include anything
     outside it. Yields one identifier per match, skipping the first `offset`.
@@ -207,6 +209,8 @@ def find(
     hierarchical=False lets a query leave the unique keys above its level empty, as
     QIDO-RS does for /series and /instances (PS3.18 §10.6.1). fuzzy=True matches person
     names word by word: each given word starts a word of the name (PS3.18 §8.3.4.1).
+    as_json=True yields DICOM JSON objects (PS3.18 §F.2) instead of data sets, built
+    straight from the rows: QIDO-RS answers without a pydicom round trip.
 
     The identifier is checked before this returns, so a QueryError comes from the call
     itself; the rows are then streamed from the database in chunks, in a fixed order.
@@ -224,7 +228,7 @@ def find(
     if not plan.in_json:
         rows = rows[offset : offset + limit] if limit is not None else rows[offset:]
         offset = 0
-    return _results(plan, rows, limit, offset)
+    return _results(plan, rows, limit, offset, as_json)
 
 
 def _plan(
@@ -351,7 +355,10 @@ def _check_hierarchy(plan: Plan, model: str) -> None:
 
 def _queryset(plan: Plan, studies: QuerySet[Study]) -> QuerySet:
     rows = _base(plan.level, studies)
-    for item in plan.indexed:
+    indexed = plan.indexed
+    if plan.level != "PATIENT":
+        rows, indexed = _patients_first(plan, rows)
+    for item in indexed:
         key = KEYS[item.keyword]
         rows = rows.filter(_condition(plan.level, key, item.value or "", fuzzy=plan.fuzzy))
     wanted = {item.keyword for item in plan.requested}
@@ -361,6 +368,25 @@ def _queryset(plan: Plan, studies: QuerySet[Study]) -> QuerySet:
                 **{KEYS[keyword].column: _patient_count(plan.level, studies, total)}
             )
     return rows.order_by(*ORDERING[plan.level])
+
+
+def _patients_first(plan: Plan, rows: QuerySet) -> tuple[QuerySet, list[Requested]]:
+    """Patient keys (a name prefix, an ID) select few patients through their own indexes.
+    Selecting them first keeps PostgreSQL from walking every study in date order while it
+    tests each one's patient, which it chose for rare name prefixes (~200 ms at 100,000
+    studies instead of ~2 ms). Returns the rows narrowed and the conditions still to apply."""
+    on_patient = [i for i in plan.indexed if KEYS[i.keyword].level == "PATIENT"]
+    if not on_patient:
+        return rows, plan.indexed
+    patients = Patient.objects.all()
+    for item in on_patient:
+        key = KEYS[item.keyword]
+        patients = patients.filter(_condition("PATIENT", key, item.value or "", fuzzy=plan.fuzzy))
+    pks = list(patients.values_list("pk", flat=True)[: PATIENTS_FIRST_MAX + 1])
+    if len(pks) > PATIENTS_FIRST_MAX:
+        return rows, plan.indexed  # not selective: the join is the better plan
+    others = [i for i in plan.indexed if i not in on_patient]
+    return rows.filter(**{f"{_path(plan.level, 'PATIENT')}pk__in": pks}), others
 
 
 def _base(level: str, studies: QuerySet[Study]) -> QuerySet:
@@ -635,8 +661,8 @@ def _needs_json(plan: Plan) -> bool:
 
 
 def _results(
-    plan: Plan, rows: QuerySet, limit: int | None, offset: int = 0
-) -> Iterator[pydicom.Dataset]:
+    plan: Plan, rows: QuerySet, limit: int | None, offset: int = 0, as_json: bool = False
+) -> Iterator[Any]:
     """`offset` here is what the database could not skip (matches made in Python)."""
     if limit == 0:
         return
@@ -650,7 +676,7 @@ def _results(
         if offset:
             offset -= 1
             continue
-        yield _response(plan, row, header)
+        yield _json_response(plan, row, header) if as_json else _response(plan, row, header)
         sent += 1
         if limit is not None and sent >= limit:
             return
@@ -734,3 +760,47 @@ def _add_from_json(ds: pydicom.Dataset, item: Requested, header: dict) -> None:
         except Exception:  # noqa: S110 - a stored value pydicom refuses is returned empty
             pass
     _add(ds, item.tag, item.vr, None)
+
+
+# DICOM JSON responses (PS3.18 §F.2), for QIDO-RS
+
+_JSON_INTEGER_VRS = {"IS", "SL", "SS", "UL", "US", "UV", "SV"}
+_JSON_FLOAT_VRS = {"DS", "FL", "FD"}
+
+
+def _json_response(plan: Plan, row: Model, header: dict) -> dict[str, dict]:
+    objects = _objects(plan.level, row)
+    result = {f"{_CHARSET:08X}": {"vr": "CS", "Value": [RESPONSE_CHARSET]}}
+    for keyword in _unique_keys(plan.level):
+        result[f"{Tag(keyword):08X}"] = _json_element(
+            dictionary_VR(keyword), _indexed_value(keyword, row, objects)
+        )
+    for item in plan.requested:
+        tag = f"{item.tag:08X}"
+        if item.keyword in KEYS:
+            result[tag] = _json_element(item.vr, _indexed_value(item.keyword, row, objects))
+        elif item.keyword in _CONSTANTS:
+            result[tag] = _json_element(item.vr, _CONSTANTS[item.keyword])
+        else:
+            stored = header.get(tag)
+            result[tag] = stored if stored and "BulkDataURI" not in stored else {"vr": item.vr}
+    return dict(sorted(result.items()))
+
+
+def _json_element(vr: str, value: Any) -> dict:
+    if value in (None, "", []):
+        return {"vr": vr}
+    values = value if isinstance(value, list) else [value]
+    return {"vr": vr, "Value": [_json_value(vr, v) for v in values]}
+
+
+def _json_value(vr: str, value: Any) -> Any:
+    if vr == "PN":
+        groups = str(value).split("=")
+        names = dict(zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False))
+        return {k: v for k, v in names.items() if v}
+    if vr in _JSON_INTEGER_VRS:
+        return int(value)
+    if vr in _JSON_FLOAT_VRS:
+        return float(value)
+    return str(value)

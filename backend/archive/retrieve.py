@@ -96,6 +96,10 @@ def dataset_for(instance: Instance, accepted_transfer_syntaxes: Iterable[str]) -
 def _reencoded(ds: pydicom.Dataset, transfer_syntax: UID) -> pydicom.Dataset:
     """The data set written and read back in `transfer_syntax` (an uncompressed one), so
     every element is in that encoding, whatever the stored endianness or VR was."""
+    for tag in list(ds.keys()):
+        # Convert every raw element while the reader's encoding still applies: a data set
+        # whose encoding differs from its transfer syntax otherwise fails in dcmwrite.
+        ds[tag]
     if not ds.original_encoding[1] and "PixelData" in ds:
         # From big endian (PS3.5 §A.3, retired): native pixel values need their bytes swapped;
         # dcmwrite converts every other element but leaves OW values as they are.

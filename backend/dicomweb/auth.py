@@ -20,7 +20,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -31,8 +32,9 @@ from .errors import DicomWebError, error_response
 
 BASIC_CACHE_SECONDS = 300
 BASIC_CACHE_SIZE = 1024
-READ = ApiToken.Scope.READ
-WRITE = ApiToken.Scope.WRITE
+READ = str(ApiToken.Scope.READ.value)
+WRITE = str(ApiToken.Scope.WRITE.value)
+SAFE_METHODS = ("GET", "HEAD")
 _basic_cache: OrderedDict[str, tuple[int, str, float]] = OrderedDict()
 
 
@@ -95,15 +97,21 @@ def _challenge(message: str) -> HttpResponse:
     return response
 
 
-def endpoint(scope: str = READ) -> Callable:
-    """Authenticate, check the token's scope, and keep CSRF protection for the session:
-    a cookie-authenticated POST needs the CSRF token; Basic and Bearer requests carry no
-    ambient credentials and need none."""
+def endpoint(methods: tuple[str, ...] = SAFE_METHODS) -> Callable:
+    """Check the method, authenticate, check the token's scope (read for GET and HEAD,
+    write for POST), and keep CSRF protection for the session: a cookie-authenticated POST
+    needs the CSRF token. Basic and Bearer requests need none: a cross-site form cannot
+    send the multipart/related body STOW-RS takes. Every error answers in JSON."""
 
     def decorate(view: Callable) -> Callable:
         @csrf_exempt
         @functools.wraps(view)
         def wrapped(request: HttpRequest, *args, **kwargs):
+            if request.method not in methods:
+                response = error_response(405, f"{request.method} is not allowed here")
+                response["Allow"] = ", ".join(methods)
+                return response
+            scope = READ if request.method in SAFE_METHODS else WRITE
             try:
                 user, token = authenticate_request(request)
             except Credentials as exc:
@@ -111,7 +119,7 @@ def endpoint(scope: str = READ) -> Callable:
             if user is None:
                 return _challenge("log in, or send HTTP Basic credentials or a Bearer token")
             if token is not None and scope not in token.scopes:
-                return error_response(403, f"this API token lacks the {scope!r} scope")
+                return error_response(403, f"this API token lacks the '{scope}' scope")
             if token is None and "Authorization" not in request.headers:
                 rejected = _csrf_failure(request)
                 if rejected is not None:
@@ -122,6 +130,9 @@ def endpoint(scope: str = READ) -> Callable:
                 return view(request, *args, **kwargs)
             except DicomWebError as exc:
                 return error_response(exc.status, exc.message)
+            except (SuspiciousOperation, UnreadablePostError) as exc:
+                # e.g. more query parameters than DATA_UPLOAD_MAX_NUMBER_FIELDS
+                return error_response(400, f"the request cannot be read: {exc}")
 
         return wrapped
 

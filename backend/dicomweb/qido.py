@@ -99,7 +99,8 @@ def parse(level: str, params, path_keys: dict[str, str], *, relational: bool) ->
     wanted = [name for lvl in levels for name in LEVEL_FIELDS[lvl]]
     wanted += _include_fields(params.getlist("includefield"), levels)
     for keyword in dict.fromkeys(wanted):
-        _set(search.identifier, keyword, "")
+        if _returnable(keyword, level):
+            _set(search.identifier, keyword, "")
     for name in params:
         if name in CONTROL_PARAMETERS:
             continue
@@ -108,6 +109,12 @@ def parse(level: str, params, path_keys: dict[str, str], *, relational: bool) ->
     for keyword, uid in path_keys.items():
         _set(search.identifier, keyword, uid)
     return search
+
+
+def _returnable(keyword: str, level: str) -> bool:
+    """Attributes of a level below the query's are not returned (PS3.18 §10.6.3.3)."""
+    key = query.KEYS.get(keyword)
+    return key is None or query.LEVELS.index(key.level) <= query.LEVELS.index(level)
 
 
 def _returned_levels(level: str, relational: bool) -> list[str]:
@@ -129,8 +136,10 @@ def _bounded(name: str, values: list[str], low: int, high: int, default: int, ca
         return default
     if len(values) > 1:
         raise DicomWebError(400, f"{name} given more than once")
-    if not re.fullmatch(r"\d{1,12}", values[0].strip()):
+    if not re.fullmatch(r"[0-9]+", values[0].strip()):
         raise DicomWebError(400, f"{name} must be a whole number, not {values[0][:20]!r}")
+    if len(values[0].strip()) > 12:
+        raise DicomWebError(400, f"{name} must be at most {high}")
     number = int(values[0])
     if number < low:
         raise DicomWebError(400, f"{name} must be at least {low}")
@@ -175,9 +184,14 @@ def _keyword(name: str) -> str:
 
 
 def _value(name: str, values: list[str]) -> str:
-    if len(values) > 1:
-        return "\\".join(values)
-    return values[0]
+    """The text to match; NUL and undecodable bytes (which Django turns into U+FFFD) are
+    refused rather than matched as something else."""
+    value = "\\".join(values)
+    if "\0" in value:
+        raise DicomWebError(400, f"the value of {name[:60]} contains a NUL character")
+    if "\ufffd" in value:
+        raise DicomWebError(400, f"the value of {name[:60]} is not valid UTF-8")
+    return value
 
 
 def _set(ds: pydicom.Dataset, keyword: str, value: str) -> None:
@@ -193,10 +207,13 @@ def _set(ds: pydicom.Dataset, keyword: str, value: str) -> None:
         value = value.replace(",", "\\")
     if len(value) > query.MAX_VALUE_LENGTH * 4:
         raise DicomWebError(400, f"the value of {keyword} is too long")
-    ds.add(DataElement(Tag(keyword), vr, value))
+    try:
+        ds.add(DataElement(Tag(keyword), vr, value if value else None))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DicomWebError(400, f"{keyword}: {value[:40]!r} is not a valid {vr} value") from exc
 
 
-def run(search: Search, studies: QuerySet[Study]) -> tuple[list[pydicom.Dataset], bool]:
+def run(search: Search, studies: QuerySet[Study]) -> tuple[list[dict], bool]:
     """The page of results, and whether more matches exist beyond it."""
     try:
         results = list(
@@ -208,6 +225,7 @@ def run(search: Search, studies: QuerySet[Study]) -> tuple[list[pydicom.Dataset]
                 offset=search.offset,
                 hierarchical=not search.relational,
                 fuzzy=search.fuzzy,
+                as_json=True,
             )
         )
     except query.QueryError as exc:
@@ -215,13 +233,16 @@ def run(search: Search, studies: QuerySet[Study]) -> tuple[list[pydicom.Dataset]
     return results[: search.limit], len(results) > search.limit
 
 
-def to_json(ds: pydicom.Dataset, base_url: str) -> dict:
-    """One result as DICOM JSON (PS3.18 §F.2), with its RetrieveURL (§10.6.3.3)."""
-    del ds.QueryRetrieveLevel
-    url = f"{base_url}/studies/{ds.StudyInstanceUID}"
-    if "SeriesInstanceUID" in ds and ds.SeriesInstanceUID:
-        url += f"/series/{ds.SeriesInstanceUID}"
-        if "SOPInstanceUID" in ds and ds.SOPInstanceUID:
-            url += f"/instances/{ds.SOPInstanceUID}"
-    ds.RetrieveURL = url
-    return ds.to_json_dict(suppress_invalid_tags=True)
+def with_retrieve_url(result: dict, level: str, base_url: str) -> dict:
+    """A result with its RetrieveURL (PS3.18 §10.6.3.3): where its level is retrieved."""
+    url = f"{base_url}/studies/{_uid(result, '0020000D')}"
+    if level in ("SERIES", "IMAGE"):
+        url += f"/series/{_uid(result, '0020000E')}"
+    if level == "IMAGE":
+        url += f"/instances/{_uid(result, '00080018')}"
+    result["00081190"] = {"vr": "UR", "Value": [url]}
+    return result
+
+
+def _uid(result: dict, tag: str) -> str:
+    return (result.get(tag, {}).get("Value") or [""])[0]

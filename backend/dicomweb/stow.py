@@ -20,6 +20,7 @@ from backend.archive.ingest import record_spooled
 from backend.archive.spool import get_spool
 from backend.imaging.dicomfile import InvalidDicom, read_dicom
 
+from .errors import DicomWebError
 from .media import MultipartError, Part, iter_parts
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,9 @@ def store(stream, boundary: str, *, study_uid: str | None, user) -> Outcome:
         for number, part in enumerate(iter_parts(stream, boundary), start=1):
             _store_part(outcome, number, part, study_uid, user)
     except MultipartError as exc:
-        outcome.fail(number + 1 if number == 0 else number, CANNOT_UNDERSTAND, str(exc))
+        if number == 0:
+            raise DicomWebError(400, f"the body is not multipart/related: {exc}") from None
+        outcome.fail(number, CANNOT_UNDERSTAND, str(exc))
     return outcome
 
 

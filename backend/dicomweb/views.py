@@ -4,14 +4,13 @@ import json
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
-from django.views.decorators.http import require_GET, require_http_methods
 
 from backend.archive.access import visible_studies
 from backend.archive.derive import THUMBNAIL_SIZE
 from backend.archive.models import Series
 
 from . import auditing, qido, resources, stow, wado
-from .auth import READ, WRITE, endpoint
+from .auth import endpoint
 from .errors import DicomWebError, error_response
 from .media import (
     MediaTypeError,
@@ -63,7 +62,7 @@ def _search(request, level: str, path_keys: dict[str, str], *, relational: bool)
     search = qido.parse(level, request.GET, path_keys, relational=relational)
     results, more = qido.run(search, visible_studies(request.user))
     url = base_url(request)
-    body = json.dumps([qido.to_json(ds, url) for ds in results], ensure_ascii=False)
+    body = json.dumps([qido.with_retrieve_url(r, level, url) for r in results], ensure_ascii=False)
     auditing.queried(
         request,
         level,
@@ -79,32 +78,27 @@ def _search(request, level: str, path_keys: dict[str, str], *, relational: bool)
     return response
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def search_series(request):
     return _search(request, "SERIES", {}, relational=True)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def search_instances(request):
     return _search(request, "IMAGE", {}, relational=True)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def study_series(request, study):
     return _search(request, "SERIES", {"StudyInstanceUID": study}, relational=False)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def study_instances(request, study):
     return _search(request, "IMAGE", {"StudyInstanceUID": study}, relational=True)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def series_instances(request, study, series):
     keys = {"StudyInstanceUID": study, "SeriesInstanceUID": series}
     return _search(request, "IMAGE", keys, relational=False)
@@ -113,16 +107,14 @@ def series_instances(request, study, series):
 # Studies: QIDO-RS search (GET) and STOW-RS store (POST) share the path.
 
 
-@endpoint(READ)
-@require_http_methods(["GET", "HEAD", "POST"])
+@endpoint(methods=("GET", "HEAD", "POST"))
 def studies(request):
     if request.method == "POST":
         return _store(request, None)
     return _search(request, "STUDY", {}, relational=False)
 
 
-@endpoint(READ)
-@require_http_methods(["GET", "HEAD", "POST"])
+@endpoint(methods=("GET", "HEAD", "POST"))
 def study(request, study):
     if request.method == "POST":
         return _store(request, study)
@@ -133,9 +125,6 @@ def study(request, study):
 
 
 def _store(request, study_uid: str | None):
-    token = getattr(request, "api_token", None)
-    if token is not None and WRITE not in token.scopes:
-        raise DicomWebError(403, f"this API token lacks the {WRITE!r} scope")
     if study_uid is not None:
         resources.check_uid(study_uid, "StudyInstanceUID")
     boundary = _stow_boundary(request)
@@ -186,14 +175,12 @@ def _retrieve(request, instances, study_uid: str):
     )
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def series(request, study, series):
     return _retrieve(request, resources.instances(request.user, study, series), study)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def instance(request, study, series, instance):
     return _retrieve(request, resources.instances(request.user, study, series, instance), study)
 
@@ -201,8 +188,7 @@ def instance(request, study, series, instance):
 # Metadata (PS3.18 §10.4.1.1.2)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def study_metadata(request, study):
     _json_accepted(request)
     found = resources.study(request.user, study)
@@ -211,8 +197,7 @@ def study_metadata(request, study):
     return _json_response(wado.study_metadata(series_list))
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def series_metadata(request, study, series):
     _json_accepted(request)
     found = resources.series(request.user, study, series)
@@ -226,8 +211,7 @@ def series_metadata(request, study, series):
     return response
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def instance_metadata(request, study, series, instance):
     _json_accepted(request)
     found = resources.instance(request.user, study, series, instance, header=True)
@@ -238,8 +222,7 @@ def instance_metadata(request, study, series, instance):
 # Frames and bulk data (PS3.18 §10.4.1.1.3, §10.4.1.1.5)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def frames(request, study, series, instance, frames):
     found = resources.instance(request.user, study, series, instance)
     numbers = wado.parse_frame_list(frames, found.number_of_frames)
@@ -254,14 +237,11 @@ def frames(request, study, series, instance, frames):
     )
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def bulkdata(request, study, series, instance, tag):
     found = resources.instance(request.user, study, series, instance)
     ranges = accept(request)
-    if ranges and not any(
-        r.type in ("multipart/related", "*/*", "application/octet-stream") for r in ranges
-    ):
+    if ranges and not any(_takes_octet_stream(r) for r in ranges):
         raise DicomWebError(
             406, 'bulk data is sent as multipart/related; type="application/octet-stream"'
         )
@@ -271,6 +251,19 @@ def bulkdata(request, study, series, instance, tag):
     return StreamingHttpResponse(
         wado.frames_body(boundary, content_type, [payload]),
         content_type=multipart_content_type(boundary, "application/octet-stream"),
+    )
+
+
+def _takes_octet_stream(media) -> bool:
+    if media.q == 0:
+        return False
+    if media.type == "*/*":
+        return True
+    part_type = media.params.get("type", "application/octet-stream")
+    return media.type == "multipart/related" and part_type in (
+        "application/octet-stream",
+        "application/*",
+        "*/*",
     )
 
 
@@ -301,26 +294,22 @@ def _rendered_instances(request, instances) -> StreamingHttpResponse:
     )
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def study_rendered(request, study):
     return _rendered_instances(request, resources.instances(request.user, study))
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def series_rendered(request, study, series):
     return _rendered_instances(request, resources.instances(request.user, study, series))
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def instance_rendered(request, study, series, instance):
     return _image(request, resources.instance(request.user, study, series, instance), 1)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def frame_rendered(request, study, series, instance, frames):
     found = resources.instance(request.user, study, series, instance)
     numbers = wado.parse_frame_list(frames, found.number_of_frames)
@@ -329,8 +318,7 @@ def frame_rendered(request, study, series, instance, frames):
     return _image(request, found, numbers[0])
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def study_thumbnail(request, study):
     found = resources.study(request.user, study)
     first = (
@@ -342,8 +330,7 @@ def study_thumbnail(request, study):
     return _series_thumbnail(request, found, first)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def series_thumbnail(request, study, series):
     found = resources.series(request.user, study, series)
     return _series_thumbnail(request, found.study, found)
@@ -360,15 +347,13 @@ def _series_thumbnail(request, study, series) -> HttpResponse:
     return _image(request, middle, (middle.number_of_frames + 1) // 2, thumbnail=True)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def instance_thumbnail(request, study, series, instance):
     found = resources.instance(request.user, study, series, instance)
     return _image(request, found, 1, thumbnail=True)
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def frame_thumbnail(request, study, series, instance, frames):
     found = resources.instance(request.user, study, series, instance)
     numbers = wado.parse_frame_list(frames, found.number_of_frames)
@@ -386,8 +371,7 @@ def not_found(request, path=""):
 WADO_URI_TYPES = ("application/dicom", "image/jpeg", "image/png")
 
 
-@endpoint(READ)
-@require_GET
+@endpoint()
 def wado_uri(request):
     params = request.GET
     if params.get("requestType") != "WADO":
@@ -398,7 +382,8 @@ def wado_uri(request):
     found = resources.instance(request.user, *uids)
     content_type = _wado_uri_type(params.get("contentType", "image/jpeg"))
     if content_type == "application/dicom":
-        syntax = params.get("transferSyntax", wado.ANY)
+        # PS3.18 §9.1.2.1: without transferSyntax, Explicit VR Little Endian.
+        syntax = params.get("transferSyntax", "1.2.840.10008.1.2.1")
         planned = wado.plan_instances([found], {syntax})
         auditing.retrieved(request, found.series.study, "instances")
         body = wado.encoded_or_stored(planned[0])

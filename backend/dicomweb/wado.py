@@ -47,6 +47,7 @@ FRAME_MEDIA_TYPES = {
     "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
 RENDERED_TYPES = {"image/jpeg": "jpeg", "image/png": "png"}
+DICOM_PART_TYPES = ("application/dicom", "application/*", "*/*")
 
 
 # Instances
@@ -54,27 +55,26 @@ RENDERED_TYPES = {"image/jpeg": "jpeg", "image/png": "png"}
 
 def accepted_syntaxes(ranges: list[MediaRange]) -> set[str]:
     """Transfer syntaxes an Accept header takes for application/dicom parts (§8.7.3.5.2);
-    ANY for transfer-syntax=*. Without a transfer-syntax parameter the default is Explicit VR
-    Little Endian (PS3.18 Table 8.7.3-2)."""
+    ANY for transfer-syntax=*. Without a transfer-syntax parameter, and for */*, the default
+    is Explicit VR Little Endian (PS3.18 Table 8.7.3-2)."""
     if not ranges:
-        return {ANY}
+        return {ExplicitVRLittleEndian}
     syntaxes: set[str] = set()
     for media in ranges:
         if media.q == 0:
             continue
+        part_type = media.params.get("type", "application/dicom")
         if media.type == "*/*":
-            syntaxes.add(ANY)
-        elif media.type == "multipart/related" and media.params.get(
-            "type", "application/dicom"
-        ) in (
-            "application/dicom",
-            "application/*",
-            "*/*",
-        ):
+            syntaxes.add(ExplicitVRLittleEndian)
+        elif media.type == "multipart/related" and part_type in DICOM_PART_TYPES:
             syntaxes.add(media.params.get("transfer-syntax", ExplicitVRLittleEndian))
     if not syntaxes:
         raise DicomWebError(
             406, 'this resource is sent as multipart/related; type="application/dicom"'
+        )
+    if syntaxes == {ImplicitVRLittleEndian}:
+        raise DicomWebError(
+            406, "Implicit VR Little Endian is not used by web services (PS3.18 §8.7.3)"
         )
     return syntaxes
 
@@ -87,24 +87,29 @@ class OutgoingInstance:
 
 
 def plan_instances(instances: list[Instance], syntaxes: set[str]) -> list[OutgoingInstance]:
-    """How each instance leaves: as stored, or decoded to an uncompressed syntax asked for.
-    406 when some instance can be sent in none of the syntaxes the client takes."""
+    """How each instance leaves: as stored, or decoded to Explicit VR Little Endian.
+    Instances stored in Implicit VR, which web services do not use (PS3.18 §8.7.3), leave
+    as Explicit VR (the same values, re-encoded). 406 when an instance can be sent in none
+    of the syntaxes the client takes, or would need decoding that failed at ingest."""
     planned = []
     for instance in instances:
         stored = instance.transfer_syntax_uid
-        if ANY in syntaxes or stored in syntaxes:
+        if stored != ImplicitVRLittleEndian and (ANY in syntaxes or stored in syntaxes):
             planned.append(OutgoingInstance(instance, stored, True))
             continue
-        target = next(
-            (ts for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) if ts in syntaxes), None
-        )
-        if target is None:
+        if ExplicitVRLittleEndian not in syntaxes and ANY not in syntaxes:
             raise DicomWebError(
                 406,
                 f"instance {instance.sop_instance_uid} is stored as {stored}; ask for it as "
                 "stored (transfer-syntax=*) or uncompressed (1.2.840.10008.1.2.1)",
             )
-        planned.append(OutgoingInstance(instance, target, False))
+        if UID(stored).is_compressed and not instance.viewable:
+            raise DicomWebError(
+                406,
+                f"instance {instance.sop_instance_uid} cannot be decoded "
+                f"({instance.not_viewable_reason[:200]}); ask for it as stored (transfer-syntax=*)",
+            )
+        planned.append(OutgoingInstance(instance, ExplicitVRLittleEndian, False))
     return planned
 
 
@@ -140,8 +145,12 @@ async def _transcoded(instance: Instance, transfer_syntax: str) -> AsyncIterator
 
 
 def encoded_as(instance: Instance, transfer_syntax: str) -> bytes:
-    """The instance as a Part 10 file in an uncompressed transfer syntax."""
-    ds = dataset_for(instance, [transfer_syntax])
+    """The instance as a Part 10 file in an uncompressed transfer syntax; 406 when it
+    cannot be decoded."""
+    try:
+        ds = dataset_for(instance, [transfer_syntax])
+    except Exception as exc:  # any codec failure: the client can still take it as stored
+        raise DicomWebError(406, f"the instance cannot be decoded: {exc}"[:300]) from None
     out = io.BytesIO()
     dcmwrite(out, ds, enforce_file_format=True)
     return out.getvalue()
@@ -323,12 +332,12 @@ def _window(text: str) -> tuple[float, float, str]:
         center, width = float(parts[0]), float(parts[1])
     except ValueError:
         raise DicomWebError(400, "window center and width must be numbers") from None
-    function = parts[2].upper() if len(parts) == 3 else "LINEAR"
+    function = parts[2].upper().replace("-", "_") if len(parts) == 3 else "LINEAR"
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID") or not width > 0:
         raise DicomWebError(400, "window function is linear, linear-exact or sigmoid; width > 0")
     if not all(abs(v) < 1e9 for v in (center, width)):
         raise DicomWebError(400, "window values out of range")
-    return center, width, function.replace("-", "_")
+    return center, width, function
 
 
 def _viewport(text: str) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
