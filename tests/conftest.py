@@ -35,6 +35,7 @@ def data_dir(settings, tmp_path):
     from backend.archive import indexing
 
     indexing._parents.clear()  # per-process cache of studies/series from earlier tests
+    indexing._sources_noted.clear()
     settings.DATA_DIR = tmp_path / "data"
     settings.DATA_DIR.mkdir()
     return settings.DATA_DIR
@@ -73,3 +74,15 @@ def tasks(monkeypatch):
     monkeypatch.setattr(queue, "send", inline.send)
     monkeypatch.setattr(queue, "waiting_messages", lambda queue_name="celery": len(inline.sent))
     return inline
+
+
+def grant_every_study(user):
+    """Make `user` a radiologist in a group whose rule selects every study."""
+    from backend.accounts.models import AccessGroup, GroupRule, Profile, Role
+
+    Profile.objects.update_or_create(user=user, defaults={"role": Role.RADIOLOGIST})
+    group, created = AccessGroup.objects.get_or_create(name="Every study")
+    if created:
+        GroupRule.objects.create(group=group, attribute=GroupRule.Attribute.ALL)
+    group.members.add(user)
+    return user

@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from backend.archive.models import Series, Study
 
 from .archive.helpers import receive_file, variant
-from .conftest import pydicom_file
+from .conftest import grant_every_study, pydicom_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PROTECTED = ["/", "/api/studies", "/api/series/1/thumbnail"]
@@ -19,7 +19,7 @@ def fast_passwords(settings):
 
 @pytest.fixture
 def alice():
-    return User.objects.create_user("alice", password="correct horse battery")
+    return grant_every_study(User.objects.create_user("alice", password="correct horse battery"))
 
 
 @pytest.fixture

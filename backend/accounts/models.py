@@ -89,3 +89,155 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class Role(models.TextChoices):
+    """What a user may do and see (backend/archive/access.py applies it)."""
+
+    ADMIN = "admin", "Administrator"  # manages users, groups, nodes, audit; sees all
+    RADIOLOGIST = "radiologist", "Radiologist"  # every study of their groups
+    REFERRING = "referring", "Referring physician"  # shared with them, or their patients' studies
+    UPLOADER = "uploader", "Technologist / uploader"  # sends and uploads; sees what they sent
+
+
+class Profile(models.Model):
+    """Lightbox's part of a user: role, identity for the referring role, sign-in security."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.RADIOLOGIST)
+    # Referring role: studies whose ReferringPhysicianName matches this name (PN, e.g.
+    # SMITH^JOHN; compared case- and accent-insensitively), or whose AccessionNumber starts
+    # with this prefix.
+    referring_name = models.CharField(max_length=200, blank=True)
+    referring_accession_prefix = models.CharField(max_length=64, blank=True)
+    # Two-factor authentication (TOTP, RFC 6238).
+    totp_secret = models.CharField(max_length=64, blank=True)
+    totp_confirmed_at = models.DateTimeField(null=True, blank=True)
+    totp_last_step = models.BigIntegerField(default=0)  # a code is accepted once
+    require_two_factor = models.BooleanField(default=False)
+    # Lockout after repeated failures.
+    failed_logins = models.PositiveIntegerField(default=0)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    password_changed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"
+
+
+class AccessGroup(models.Model):
+    """A set of studies defined by rules (and explicit shares), and the users who read them."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="access_groups", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GroupRule(models.Model):
+    """One rule of a group: studies whose attribute matches the pattern (`*` and `?`
+    wildcards, case-insensitive for names). A group's studies are those matching any rule."""
+
+    class Attribute(models.TextChoices):
+        ALL = "all", "Every study"
+        INSTITUTION = "institution", "Institution name"
+        CALLING_AE = "calling_ae", "Sent by calling AE title"
+        MODALITY = "modality", "Modality"
+        REFERRING = "referring", "Referring physician name"
+
+    group = models.ForeignKey(AccessGroup, on_delete=models.CASCADE, related_name="rules")
+    attribute = models.CharField(max_length=16, choices=Attribute.choices)
+    pattern = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.group}: {self.attribute} = {self.pattern}"
+
+
+class StudyShare(models.Model):
+    """A study shared explicitly with one user or one group, optionally until a date."""
+
+    study = models.ForeignKey("archive.Study", on_delete=models.CASCADE, related_name="shares")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="study_shares",
+    )
+    group = models.ForeignKey(
+        AccessGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="shares"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="share_with_user_or_group",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_id} → {self.user or self.group}"
+
+
+class UserSession(models.Model):
+    """A signed-in browser session, so users and admins can see and end them."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="browser_sessions"
+    )
+    session_key = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now_add=True)
+    address = models.CharField(max_length=64, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} from {self.address}"
+
+
+class FailedLogin(models.Model):
+    """A failed sign-in, for throttling by account and by address."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    address = models.CharField(max_length=64, db_index=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.address} at {self.at}"
+
+
+class Invitation(models.Model):
+    """A one-time link by which a new user sets their password."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="invitations"
+    )
+    digest = models.CharField(max_length=64, unique=True)  # SHA-256 of the link's token
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"invitation of {self.user}"

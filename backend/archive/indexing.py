@@ -15,7 +15,7 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -30,7 +30,7 @@ from backend.imaging.pixels import PixelDataError, Pixels, decode_pixels
 from . import notify, queue
 from .attributes import Extracted, extract
 from .dicomjson import dataset_to_json
-from .models import IngestRecord, Instance, Patient, Series, Study
+from .models import IngestRecord, Instance, Patient, Series, Study, StudySource
 from .spool import get_spool
 from .storage import get_storage
 
@@ -262,6 +262,7 @@ def _frame_info(pixels: Pixels, frames_key: str, offset: int) -> FrameInfo:
 # foreign key error, and the transaction is retried with an empty cache.
 _parents: dict[str, Study | Series] = {}
 _PARENTS_MAX = 512
+_sources_noted: set[tuple] = set()  # (study pk, source, sender) this process inserted
 
 
 class _StaleParent(Exception):
@@ -296,6 +297,7 @@ def _commit_once(prepared: Prepared, existing_checked: bool) -> str:
             study_instance_uid=study.study_instance_uid,
             attempts=record.attempts,
         )
+        note_sources([(study, record)])
         if study_created or series_created:
             notify.study_changed(study, series, "created" if study_created else "series")
         schedule_derivation(series.pk)
@@ -354,6 +356,9 @@ def _commit_bulk(batch: list[Prepared]) -> list[str]:
             created = group.get("created")
             _count(group["study"], group["series"], bool(created), group["n"], group["size"])
         _finish_bulk(batch, instances)
+        note_sources(
+            (groups[i.series_id]["study"], p.record) for p, i in zip(batch, instances, strict=True)
+        )
         for group in groups.values():
             if group.get("created"):
                 notify.study_changed(group["study"], group["series"], group["created"])
@@ -381,6 +386,33 @@ def _finish_bulk(batch: list[Prepared], instances: list[Instance]) -> None:
         "attempts",
     ]
     IngestRecord.objects.bulk_update([p.record for p in batch], fields)
+
+
+def note_sources(arrivals: Iterable[tuple[Study, IngestRecord]]) -> None:
+    """Remember who sent each study (access rules and the uploader role read it). One
+    insert per batch at most, and none for senders this process already noted."""
+    rows = {}
+    for study, record in arrivals:
+        sender = (
+            f"ae:{record.calling_ae}"
+            if record.calling_ae
+            else (f"user:{record.user_id}" if record.user_id else "")
+        )
+        key = (study.pk, record.source, sender)
+        if key not in _sources_noted:
+            rows[key] = StudySource(
+                study=study,
+                source=record.source,
+                sender=sender,
+                calling_ae=record.calling_ae,
+                user_id=record.user_id,
+            )
+    if rows:
+        StudySource.objects.bulk_create(rows.values(), ignore_conflicts=True)
+        if len(_sources_noted) > _PARENTS_MAX:
+            _sources_noted.clear()
+        keys = set(rows)
+        transaction.on_commit(lambda: _sources_noted.update(keys))  # not if rolled back
 
 
 def _upsert_patient(values: dict) -> Patient:

@@ -28,18 +28,22 @@ CHUNK = 1 << 20
 TASK_BATCH = 16
 
 
-def receive(chunks: Iterable[bytes], *, source: str, detail: str = "") -> IngestRecord:
+def receive(
+    chunks: Iterable[bytes], *, source: str, detail: str = "", calling_ae: str = "", user=None
+) -> IngestRecord:
     """Durably store one received file and queue it for indexing.
 
     When this returns the file survives a crash: if the queue message is lost, the sweep
     finds the record (or the spooled file) and queues it again.
     """
     record_id, size, sha256 = get_spool().receive(chunks)
-    return record_spooled(record_id, size, sha256, source=source, detail=detail)
+    return record_spooled(
+        record_id, size, sha256, source=source, detail=detail, calling_ae=calling_ae, user=user
+    )
 
 
-def receive_stream(f: BinaryIO, *, source: str, detail: str = "") -> IngestRecord:
-    return receive(read_chunks(f), source=source, detail=detail)
+def receive_stream(f: BinaryIO, *, source: str, detail: str = "", user=None) -> IngestRecord:
+    return receive(read_chunks(f), source=source, detail=detail, user=user)
 
 
 def receive_path(path: Path, *, source: str, detail: str = "") -> IngestRecord:
@@ -52,6 +56,7 @@ class Received:
     label: str
     record: IngestRecord | None = None
     error: str = ""
+    calling_ae: str = ""
 
 
 def receive_many(
@@ -85,6 +90,7 @@ def _record_batch(spool, batch, source: str) -> Iterator[Received]:
             id=record_id,
             source=source,
             source_detail=received.label[:1000],
+            calling_ae=received.calling_ae[:16],
             size=size,
             sha256=sha256,
         )
@@ -119,10 +125,13 @@ class BackgroundRecorder:
         self._thread = threading.Thread(target=self._run, name="IngestRecorder", daemon=True)
         self._thread.start()
 
-    def receive(self, chunks: Iterable[bytes], *, source: str, detail: str = "") -> uuid.UUID:
+    def receive(
+        self, chunks: Iterable[bytes], *, source: str, detail: str = "", calling_ae: str = ""
+    ) -> uuid.UUID:
         """Spool durably (fsync, rename, directory fsync) and return; recording follows."""
         record_id, size, sha256 = get_spool().receive(chunks)
-        self._waiting.put((Received(detail), record_id, size, sha256, source))
+        received = Received(detail, calling_ae=calling_ae)
+        self._waiting.put((received, record_id, size, sha256, source))
         return record_id
 
     def close(self, timeout: float = 10) -> None:
@@ -166,13 +175,26 @@ def read_chunks(f: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
 
 
 def record_spooled(
-    record_id: uuid.UUID, size: int, sha256: str, *, source: str, detail: str
+    record_id: uuid.UUID,
+    size: int,
+    sha256: str,
+    *,
+    source: str,
+    detail: str,
+    calling_ae: str = "",
+    user=None,
 ) -> IngestRecord:
     """Record a file already durable in the spool (get_spool().receive) and queue it.
     For sources that look at the file before accepting it (STOW-RS checks the study)."""
     with transaction.atomic():
         record = IngestRecord.objects.create(
-            id=record_id, source=source, source_detail=detail[:1000], size=size, sha256=sha256
+            id=record_id,
+            source=source,
+            source_detail=detail[:1000],
+            calling_ae=calling_ae[:16],
+            user=user,
+            size=size,
+            sha256=sha256,
         )
         transaction.on_commit(partial(queue.send, queue.INGEST_FILE, str(record_id)))
     return record

@@ -175,6 +175,28 @@ class Instance(models.Model):
         return self.sop_instance_uid
 
 
+class StudySource(models.Model):
+    """Where a study's instances came from: one row per source, calling AE and user."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="sources")
+    source = models.CharField(max_length=16)
+    calling_ae = models.CharField(max_length=16, blank=True, db_index=True)
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # "ae:<calling AE>", "user:<id>" or "": what makes a source unique (no NULLs involved).
+    sender = models.CharField(max_length=32, blank=True)
+    first_received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "source", "sender"], name="study_source_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_id} from {self.source} {self.calling_ae or self.user_id or ''}"
+
+
 class IngestRecord(models.Model):
     """One received file, from the moment it is durable in the spool to its outcome.
 
@@ -196,6 +218,12 @@ class IngestRecord(models.Model):
     )
     source = models.CharField(max_length=16)  # cli, dimse, stow, upload, recovered
     source_detail = models.TextField(blank=True)  # file name, calling AE title, user
+    # Who sent it: the calling AE title (DICOM) or the user (STOW-RS, upload). Group rules
+    # and the uploader role decide access by these (backend/archive/access.py).
+    calling_ae = models.CharField(max_length=16, blank=True)
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64, db_index=True)
     reason = models.TextField(blank=True)

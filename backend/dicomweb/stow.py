@@ -93,7 +93,7 @@ def _store_part(outcome: Outcome, number: int, part: Part, study_uid: str | None
         spool.remove(record_id)
         outcome.fail(number, STUDY_MISMATCH, f"belongs to study {ds.StudyInstanceUID}", sop)
         return
-    record_spooled(record_id, size, sha256, source="stow", detail=_who(user))
+    record_spooled(record_id, size, sha256, source="stow", detail=_who(user), user=user)
     outcome.stored.append((*sop, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)))
     outcome.studies.add(str(ds.StudyInstanceUID))
 

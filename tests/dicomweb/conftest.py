@@ -13,7 +13,7 @@ from backend.archive.access import visible_studies
 from backend.dicomweb import auth
 
 from ..archive.helpers import receive_file, variant
-from ..conftest import pydicom_file
+from ..conftest import grant_every_study, pydicom_file
 
 PASSWORD = "correct horse battery"  # noqa: S105 - a test user's password
 
@@ -26,8 +26,8 @@ def fast_passwords(settings):
 
 @pytest.fixture
 def reader(transactional_db) -> User:
-    """An active user; today every active user may see every study (archive/access.py)."""
-    return User.objects.create_user("reader", password=PASSWORD)
+    """A radiologist in a group whose rule selects every study."""
+    return grant_every_study(User.objects.create_user("reader", password=PASSWORD))
 
 
 @pytest.fixture

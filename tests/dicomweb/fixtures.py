@@ -15,7 +15,7 @@ from pydicom.uid import generate_uid
 from backend.accounts.tokens import create_token
 from backend.archive import ingest
 
-from ..conftest import pydicom_file
+from ..conftest import grant_every_study, pydicom_file
 
 PASSWORD = "correct horse battery"
 
@@ -47,7 +47,7 @@ class Sample:
 @pytest.fixture
 def w_user(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    return User.objects.create_user("w_reader", password=PASSWORD)
+    return grant_every_study(User.objects.create_user("w_reader", password=PASSWORD))
 
 
 @pytest.fixture

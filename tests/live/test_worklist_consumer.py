@@ -16,6 +16,8 @@ from backend.live import relay
 from backend.live.events import STUDIES_GROUP
 from backend.live.models import OutboxEvent
 
+from ..conftest import grant_every_study
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EVENT = {
@@ -39,7 +41,7 @@ def fresh_layer(settings, monkeypatch):
 
 @pytest.fixture
 def session_cookie():
-    user = User.objects.create_user("alice")  # force_login needs no password
+    user = grant_every_study(User.objects.create_user("alice"))  # force_login needs no password
     client = Client()
     client.force_login(user)
     name = django_settings.SESSION_COOKIE_NAME

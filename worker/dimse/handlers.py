@@ -282,7 +282,10 @@ def handle_store(event, services: Services) -> int | Dataset:
     file_start = part10_header(event.file_meta)
     try:
         services.receive(
-            (file_start, data_set), source="dimse", detail=f"{state.calling_ae}@{state.peer}"
+            (file_start, data_set),
+            source="dimse",
+            detail=f"{state.calling_ae}@{state.peer}",
+            calling_ae=state.calling_ae,
         )
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
