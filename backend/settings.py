@@ -107,6 +107,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "backend.accounts.sessions.SessionLifetimeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -183,7 +184,11 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 
-SESSION_COOKIE_AGE = envint("LIGHTBOX_SESSION_AGE", str(12 * 3600))
+# A session ends after LIGHTBOX_SESSION_IDLE_MINUTES without use, and at the latest
+# LIGHTBOX_SESSION_MAX_HOURS after login (backend/accounts/sessions.py).
+LIGHTBOX_SESSION_IDLE_MINUTES = envint("LIGHTBOX_SESSION_IDLE_MINUTES", "30")
+LIGHTBOX_SESSION_MAX_HOURS = envint("LIGHTBOX_SESSION_MAX_HOURS", "12")
+SESSION_COOKIE_AGE = LIGHTBOX_SESSION_MAX_HOURS * 3600
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True

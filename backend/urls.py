@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from backend.archive import views as archive_views
@@ -8,8 +7,8 @@ from backend.nodes import views as node_views
 
 urlpatterns = [
     path("", archive_views.worklist, name="worklist"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("backend.accounts.urls_auth")),
+    path("manage/", include("backend.accounts.urls_manage")),
     path("healthz", archive_views.healthz, name="healthz"),
     path("api/studies", archive_views.study_list, name="api-studies"),
     path(

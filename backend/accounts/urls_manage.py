@@ -1,0 +1,3 @@
+"""Admins' pages and their JSON API: users, groups, shares, tokens, audit."""
+
+urlpatterns: list = []
