@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from backend.archive import views as archive_views
 from backend.dicomweb import views as dicomweb_views
+from backend.live import views as live_views
 from backend.nodes import views as node_views
 
 urlpatterns = [
@@ -10,6 +11,7 @@ urlpatterns = [
     path("", include("backend.accounts.urls_auth")),
     path("manage/", include("backend.accounts.urls_manage")),
     path("healthz", archive_views.healthz, name="healthz"),
+    path("viewer/<str:study_instance_uid>", live_views.viewer, name="viewer"),
     path("api/studies", archive_views.study_list, name="api-studies"),
     path(
         "api/series/<int:series_id>/thumbnail",

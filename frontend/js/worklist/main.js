@@ -16,12 +16,20 @@ const COLUMNS = ["patient_name", "patient_id", "patient_birth_date", "study_date
 function row(study) {
   const tr = document.createElement("tr");
   tr.dataset.uid = String(study.study_instance_uid);
+  tr.tabIndex = 0;
+  tr.addEventListener("click", () => open(tr.dataset.uid));
+  tr.addEventListener("keydown", (event) => { if (event.key === "Enter") open(tr.dataset.uid); });
   for (const column of COLUMNS) {
     const td = document.createElement("td");
     td.textContent = study[column] == null ? "" : String(study[column]).replaceAll("^", " ");
     tr.append(td);
   }
   return tr;
+}
+
+/** @param {string | undefined} uid */
+function open(uid) {
+  if (uid) location.href = `/viewer/${encodeURIComponent(uid)}`;
 }
 
 async function refresh() {

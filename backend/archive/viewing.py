@@ -1,0 +1,156 @@
+"""What the viewer needs to show a study: the manifest of its series and frames, and the
+order in which frames should reach the reader. No network code (backend/live/viewer.py
+streams, this decides)."""
+
+from dataclasses import dataclass
+
+from .frames import FrameUnavailable, frame_bytes, frame_layout
+from .models import Instance, Series, Study
+
+_INSTANCE_FIELDS = (
+    "pk",
+    "sop_instance_uid",
+    "series_id",
+    "instance_number",
+    "slice_index",
+    "number_of_frames",
+    "rows",
+    "columns",
+    "frame_samples",
+    "frame_dtype",
+    "frame_photometric",
+    "photometric_interpretation",
+    "rescale_slope",
+    "rescale_intercept",
+    "window_center",
+    "window_width",
+    "voi_lut_function",
+    "pixel_spacing",
+    "image_position_patient",
+    "image_orientation_patient",
+    "slice_location",
+    "slice_thickness",
+    "viewable",
+    "not_viewable_reason",
+    "pixel_min",
+    "pixel_max",
+    "frames_key",
+    "frames_offset",
+)
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One frame of a study: its series, its position in the series' stack, and where."""
+
+    series: str
+    index: int  # position in the series' stack (slice order, then frames)
+    instance_pk: int
+    frame: int  # 0-based within the instance
+
+
+def manifest(study: Study) -> tuple[dict, dict[str, list[FrameRef]]]:
+    """The study as the viewer sees it (JSON-ready), and each series' frames in stack order."""
+    series_list = list(Series.objects.filter(study=study).order_by("series_number", "pk"))
+    instances = Instance.objects.filter(series__study=study).only(*_INSTANCE_FIELDS)
+    by_series: dict[int, list[Instance]] = {}
+    for instance in instances.order_by("slice_index", "instance_number", "pk"):
+        by_series.setdefault(instance.series_id, []).append(instance)
+    described, stacks = [], {}
+    for series in series_list:
+        members = by_series.get(series.pk, [])
+        described.append(_series(series, members))
+        stacks[series.series_instance_uid] = [
+            FrameRef(series.series_instance_uid, position, instance.pk, frame)
+            for position, (instance, frame) in enumerate(_frames(members))
+        ]
+    patient = study.patient
+    return {
+        "type": "study",
+        "study_instance_uid": study.study_instance_uid,
+        "patient_name": patient.patient_name,
+        "patient_id": patient.patient_id,
+        "patient_birth_date": _text(patient.patient_birth_date),
+        "patient_sex": patient.patient_sex,
+        "study_date": _text(study.study_date),
+        "study_time": _text(study.study_time),
+        "study_description": study.study_description,
+        "accession_number": study.accession_number,
+        "series": described,
+    }, stacks
+
+
+def _frames(members: list[Instance]):
+    for instance in members:
+        if instance.viewable:
+            for frame in range(instance.number_of_frames):
+                yield instance, frame
+
+
+def _series(series: Series, members: list[Instance]) -> dict:
+    return {
+        "series_instance_uid": series.series_instance_uid,
+        "series_number": series.series_number,
+        "series_description": series.series_description,
+        "modality": series.modality,
+        "body_part_examined": series.body_part_examined,
+        "thumbnail": f"/api/series/{series.pk}/thumbnail" if series.thumbnail_key else None,
+        "instances": [_instance(i) for i in members],
+    }
+
+
+def _instance(instance: Instance) -> dict:
+    return {
+        "sop_instance_uid": instance.sop_instance_uid,
+        "instance_number": instance.instance_number,
+        "frames": instance.number_of_frames if instance.viewable else 0,
+        "viewable": instance.viewable,
+        "not_viewable_reason": instance.not_viewable_reason,
+        "rows": instance.rows,
+        "columns": instance.columns,
+        "samples": instance.frame_samples,
+        "dtype": instance.frame_dtype,
+        "photometric": instance.frame_photometric,
+        "stored_photometric": instance.photometric_interpretation,
+        "rescale_slope": instance.rescale_slope if instance.rescale_slope is not None else 1.0,
+        "rescale_intercept": instance.rescale_intercept or 0.0,
+        "window_center": instance.window_center,
+        "window_width": instance.window_width,
+        "voi_lut_function": instance.voi_lut_function or "LINEAR",
+        "pixel_spacing": instance.pixel_spacing,
+        "image_position_patient": instance.image_position_patient,
+        "image_orientation_patient": instance.image_orientation_patient,
+        "slice_location": instance.slice_location,
+        "slice_thickness": instance.slice_thickness,
+        "pixel_min": instance.pixel_min,
+        "pixel_max": instance.pixel_max,
+    }
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def outward(count: int, center: int) -> list[int]:
+    """Stack positions from `center` outward: c, c+1, c-1, c+2, c-2, ... (PS: the reader
+    scrolls both ways from where they are)."""
+    center = min(max(center, 0), max(count - 1, 0))
+    order = [center] if count else []
+    for step in range(1, count):
+        for position in (center + step, center - step):
+            if 0 <= position < count:
+                order.append(position)
+    return order
+
+
+def read_frame(instance_pk: int, frame: int, cache: dict[int, Instance]) -> bytes:
+    """The frame's raw little-endian values (a byte range of the prepared frames)."""
+    instance = cache.get(instance_pk)
+    if instance is None:
+        instance = Instance.objects.only(*_INSTANCE_FIELDS).get(pk=instance_pk)
+        cache[instance_pk] = instance
+    try:
+        frame_layout(instance)
+        return frame_bytes(instance, frame)
+    except FrameUnavailable:
+        return b""

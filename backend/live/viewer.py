@@ -1,0 +1,170 @@
+"""The viewer's WebSocket (/ws/viewer/<StudyInstanceUID>): the study's manifest, then its
+frames pushed in the order the reader needs them.
+
+Client → server (JSON text): {"type": "focus", "series": uid, "index": n, "visible": [uid…]}
+when the reader scrolls or changes series, and {"type": "ack", "count": n} as frames are
+taken in. Server → client: {"type": "study", …} (viewing.manifest), {"type": "error", …},
+and one binary message per frame: a 4-byte little-endian header length, a JSON header
+{"series": uid, "index": n, "encoding": "raw"|"deflate"} and the frame's little-endian
+values (deflate: zlib-wrapped, for DecompressionStream("deflate")).
+
+Order: the focused series from the current slice outward, then the other visible series,
+then the rest of the study in the background. At most WINDOW frames are unacknowledged, so
+a change of focus takes effect within a few frames and nothing unwanted piles up.
+"""
+
+import asyncio
+import json
+import struct
+import zlib
+from collections import deque
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from backend.accounts import audit
+from backend.archive import viewing
+from backend.archive.access import visible_studies
+
+WINDOW = 8
+MAX_MESSAGE = 64 * 1024
+ERRORS = {
+    "unauthenticated": (4401, "Your session has ended: sign in again."),
+    "not-found": (4404, "This study does not exist, or you are not allowed to see it."),
+}
+
+
+def _visible_study(user, study_uid: str):
+    if len(study_uid) > 64:
+        return None
+    return (
+        visible_studies(user).select_related("patient").filter(study_instance_uid=study_uid).first()
+    )
+
+
+class ViewerConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            return await self._fail("unauthenticated")
+        self.user = user
+        study_uid = self.scope["url_route"]["kwargs"]["study"]
+        study = await database_sync_to_async(_visible_study)(user, study_uid)
+        if study is None:
+            await database_sync_to_async(self._audit)("viewer.study_opened", study_uid, False)
+            return await self._fail("not-found")
+        manifest, self.stacks = await database_sync_to_async(viewing.manifest)(study)
+        self.study_uid, self.patient_id = study.study_instance_uid, study.patient.patient_id
+        await database_sync_to_async(self._audit)("viewer.study_opened", study_uid, True)
+        self.deflate = "encoding=deflate" in self.scope.get("query_string", b"").decode()
+        self.sent: set[tuple[str, int]] = set()
+        self.in_flight = 0
+        self.queue: deque[viewing.FrameRef] = deque()
+        self.instances: dict = {}
+        self.wake = asyncio.Event()
+        first = next((uid for uid, stack in self.stacks.items() if stack), None)
+        self._prioritise(first, 0, [first] if first else [])
+        await self.send(text_data=json.dumps(manifest))
+        self.pump = asyncio.create_task(self._pump())
+
+    async def _fail(self, code: str) -> None:
+        close_code, message = ERRORS[code]
+        await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message}))
+        await self.close(code=close_code)
+
+    async def disconnect(self, code: int) -> None:
+        pump = getattr(self, "pump", None)
+        if pump is not None:
+            pump.cancel()
+            await database_sync_to_async(self._audit)(
+                "viewer.images_streamed", self.study_uid, True, frames=len(self.sent)
+            )
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if not hasattr(self, "pump") or text_data is None or len(text_data) > MAX_MESSAGE:
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        if message.get("type") == "ack":
+            self.in_flight = max(0, self.in_flight - _int(message.get("count"), 1))
+        elif message.get("type") == "focus":
+            visible = [v for v in message.get("visible") or [] if isinstance(v, str)][:16]
+            have = message.get("have")
+            if isinstance(have, dict):
+                self._reset_sent(have)
+            self._prioritise(message.get("series"), _int(message.get("index"), 0), visible)
+        self.wake.set()
+
+    def _prioritise(self, series, index: int, visible: list[str]) -> None:
+        """Focused series from `index` outward, other visible series, then the rest."""
+        order: list[viewing.FrameRef] = []
+        ordered_series = [s for s in [series, *visible] if s in self.stacks]
+        ordered_series += [s for s in self.stacks if s not in ordered_series]
+        for position, uid in enumerate(dict.fromkeys(ordered_series)):
+            stack = self.stacks[uid]
+            center = index if position == 0 else len(stack) // 2
+            order += [stack[i] for i in viewing.outward(len(stack), center)]
+        self.queue = deque(ref for ref in order if (ref.series, ref.index) not in self.sent)
+
+    def _reset_sent(self, have: dict) -> None:
+        """What the browser holds of the series it names ("0-40,45"): frames it dropped
+        from its cache, or missed while disconnected, become due again."""
+        for series, ranges in list(have.items())[:64]:
+            if series not in self.stacks or not isinstance(ranges, str):
+                continue
+            held = _parse_ranges(ranges, len(self.stacks[series]))
+            self.sent = {key for key in self.sent if key[0] != series}
+            self.sent.update((series, index) for index in held)
+
+    async def _pump(self) -> None:
+        while True:
+            while self.queue and self.in_flight < WINDOW:
+                ref = self.queue.popleft()
+                if (ref.series, ref.index) in self.sent:
+                    continue
+                self.sent.add((ref.series, ref.index))
+                self.in_flight += 1
+                await self.send(bytes_data=await asyncio.to_thread(self._message, ref))
+            self.wake.clear()
+            await self.wake.wait()
+
+    def _message(self, ref: viewing.FrameRef) -> bytes:
+        payload = viewing.read_frame(ref.instance_pk, ref.frame, self.instances)
+        encoding = "raw"
+        if self.deflate and payload:
+            payload, encoding = zlib.compress(payload, 1), "deflate"
+        header = json.dumps(
+            {"series": ref.series, "index": ref.index, "encoding": encoding}
+        ).encode()
+        return struct.pack("<I", len(header)) + header + payload
+
+    def _audit(self, event_type: str, study_uid: str, allowed: bool, **detail) -> None:
+        client = self.scope.get("client") or ("", 0)
+        audit.record(
+            event_type,
+            audit.SUCCESS if allowed else audit.FAILURE,
+            user=self.user,
+            peer_address=str(client[0]),
+            study_instance_uid=study_uid[:64],
+            patient_id=getattr(self, "patient_id", ""),
+            detail=detail,
+        )
+
+
+def _parse_ranges(text: str, count: int) -> set[int]:
+    held: set[int] = set()
+    for part in text.split(",")[:10_000]:
+        low, _, high = part.partition("-")
+        if low.isdigit() and (not high or high.isdigit()):
+            first, last = int(low), int(high or low)
+            held.update(range(max(first, 0), min(last, count - 1) + 1))
+    return held
+
+
+def _int(value, default: int) -> int:
+    return value if isinstance(value, int) and 0 <= value < 10_000_000 else default

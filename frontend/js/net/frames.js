@@ -1,0 +1,105 @@
+/**
+ * The viewer's frame stream: one WebSocket per open viewer (backend/live/viewer.py). The
+ * server sends the study's manifest, then frames in the order asked for with focus();
+ * each frame is acknowledged so the server keeps only a few in flight. A dropped
+ * connection reconnects and resumes, telling the server what is already held.
+ */
+
+const decoder = new TextDecoder();
+
+/**
+ * @typedef {{series: string, index: number, encoding: string}} FrameHeader
+ * @typedef {{
+ *   onStudy: (study: any) => void,
+ *   onFrame: (header: FrameHeader, data: ArrayBuffer) => void,
+ *   onError: (error: {code: string, message: string}) => void,
+ *   onState: (state: "open" | "closed") => void,
+ *   have: () => Record<string, string>,
+ * }} Handlers
+ */
+
+export class FrameStream {
+  /**
+   * @param {string} studyUid
+   * @param {Handlers} handlers
+   * @param {{deflate?: boolean}} [options]
+   */
+  constructor(studyUid, handlers, options = {}) {
+    this.path = `/ws/viewer/${encodeURIComponent(studyUid)}${options.deflate ? "?encoding=deflate" : ""}`;
+    this.handlers = handlers;
+    this.delay = 500;
+    this.stopped = false;
+    this.focusMessage = null;
+    this.pending = Promise.resolve();
+    this.open();
+  }
+
+  open() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}${this.path}`);
+    socket.binaryType = "arraybuffer";
+    this.socket = socket;
+    socket.onopen = () => {
+      this.delay = 500;
+      this.handlers.onState("open");
+    };
+    socket.onmessage = (message) => {
+      if (typeof message.data === "string") this.text(JSON.parse(message.data));
+      else this.pending = this.pending.then(() => this.binary(message.data));
+    };
+    socket.onclose = (event) => {
+      this.handlers.onState("closed");
+      if (this.stopped || event.code === 4404 || event.code === 4401) return;
+      setTimeout(() => this.open(), this.delay);
+      this.delay = Math.min(this.delay * 2, 10000);
+    };
+  }
+
+  /** @param {any} message */
+  text(message) {
+    if (message.type === "study") {
+      this.handlers.onStudy(message);
+      // Resume: tell the server what is held and where the reader is.
+      if (this.focusMessage) this.send({ ...this.focusMessage, have: this.handlers.have() });
+    } else if (message.type === "error") {
+      this.stopped = true;
+      this.handlers.onError(message);
+    }
+  }
+
+  /** @param {ArrayBuffer} buffer */
+  async binary(buffer) {
+    const length = new DataView(buffer).getUint32(0, true);
+    /** @type {FrameHeader} */
+    const header = JSON.parse(decoder.decode(new Uint8Array(buffer, 4, length)));
+    let data = buffer.slice(4 + length);
+    if (header.encoding === "deflate") {
+      const stream = new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate"));
+      data = await new Response(stream).arrayBuffer();
+    }
+    this.send({ type: "ack", count: 1 });
+    this.handlers.onFrame(header, data);
+  }
+
+  /**
+   * Ask for frames around `index` of `series` first, then the other visible series.
+   * @param {string} series
+   * @param {number} index
+   * @param {string[]} visible
+   * @param {Record<string, string>} [have] - what is held, e.g. after evictions
+   */
+  focus(series, index, visible, have) {
+    this.focusMessage = { type: "focus", series, index, visible };
+    this.send(have ? { ...this.focusMessage, have } : this.focusMessage);
+  }
+
+  /** @param {object} message */
+  send(message) {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  close() {
+    this.stopped = true;
+    this.socket?.close();
+  }
+}

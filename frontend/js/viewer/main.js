@@ -1,0 +1,278 @@
+/**
+ * The viewer page (/viewer/<StudyInstanceUID>): series strip, layouts, tools, keyboard, and
+ * the frame stream that fills the cache. Timing marks (DESIGN.md):
+ * performance.mark("lightbox:first-image") when the first image is drawn and
+ * performance.mark("lightbox:series-complete") when the first viewport's series is in memory.
+ */
+import { FrameStream } from "../net/frames.js";
+import { CT_PRESETS } from "../render/voi.js";
+import { FrameCache, defaultCap } from "./cache.js";
+import { buildStack, typedFrame } from "./stack.js";
+import { Viewport } from "./viewport.js";
+
+const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+const grid = /** @type {HTMLElement} */ (document.querySelector("#viewports"));
+const strip = /** @type {HTMLElement} */ (document.querySelector("#series"));
+const status = /** @type {HTMLElement} */ (document.querySelector("#status"));
+const cache = new FrameCache(defaultCap());
+/** @type {Map<string, {series: any, stack: any[], progress: HTMLProgressElement}>} */
+const seriesByUid = new Map();
+/** @type {Viewport[]} */
+let viewports = [];
+let active = 0;
+let tool = "wl";
+let study = null;
+let firstImageMarked = false;
+let seriesCompleteMarked = false;
+let cine = null;
+
+const stream = new FrameStream(studyUid, {
+  onStudy,
+  onFrame,
+  onError: (error) => fail(error.message),
+  onState: (state) => { status.textContent = state === "open" ? "" : "reconnecting…"; },
+  have: () => Object.fromEntries([...seriesByUid.keys()].map((uid) => [uid, cache.ranges(uid)])),
+}, { deflate: new URLSearchParams(location.search).get("encoding") === "deflate" });
+
+/** @param {string} message */
+function fail(message) {
+  const box = /** @type {HTMLElement} */ (document.querySelector("#error"));
+  box.textContent = message;
+  box.hidden = false;
+  grid.hidden = true;
+}
+
+/** @param {any} manifest */
+function onStudy(manifest) {
+  const first = study === null;
+  study = manifest;
+  document.title = `${(manifest.patient_name || "").replaceAll("^", " ")} — Lightbox`;
+  if (!first) return;
+  for (const series of manifest.series) {
+    const stack = buildStack(series);
+    seriesByUid.set(series.series_instance_uid, { series, stack, progress: seriesCard(series, stack) });
+  }
+  setLayout(1, 1);
+  const firstSeries = manifest.series.find((s) => buildStack(s).length) || manifest.series[0];
+  if (firstSeries) assign(viewports[0], firstSeries.series_instance_uid);
+  else fail("This study has no images that can be shown.");
+}
+
+/** @param {any} series @param {any[]} stack */
+function seriesCard(series, stack) {
+  const card = document.createElement("button");
+  card.className = "series-card";
+  card.draggable = true;
+  card.dataset.series = series.series_instance_uid;
+  const img = document.createElement("img");
+  img.alt = "";
+  if (series.thumbnail) img.src = series.thumbnail;
+  const label = document.createElement("span");
+  label.textContent = `${series.modality || ""} ${series.series_number ?? ""} ${series.series_description || ""}`.trim();
+  const count = document.createElement("small");
+  count.textContent = `${stack.length} image${stack.length === 1 ? "" : "s"}`;
+  const progress = document.createElement("progress");
+  progress.max = Math.max(stack.length, 1);
+  progress.value = 0;
+  card.append(img, label, count, progress);
+  card.addEventListener("click", () => assign(viewports[active], series.series_instance_uid));
+  card.addEventListener("dragstart", (event) => event.dataTransfer?.setData("text/plain", series.series_instance_uid));
+  strip.append(card);
+  return progress;
+}
+
+/** @param {number} rows @param {number} columns */
+function setLayout(rows, columns) {
+  const shown = viewports.map((v) => v.series?.series_instance_uid).filter(Boolean);
+  grid.replaceChildren();
+  grid.style.gridTemplateRows = `repeat(${rows}, 1fr)`;
+  grid.style.gridTemplateColumns = `repeat(${columns}, 1fr)`;
+  viewports = [];
+  for (let i = 0; i < rows * columns; i += 1) {
+    const element = document.createElement("div");
+    element.className = "viewport";
+    element.addEventListener("dragover", (event) => event.preventDefault());
+    element.addEventListener("drop", (event) => {
+      event.preventDefault();
+      const uid = event.dataTransfer?.getData("text/plain");
+      if (uid && seriesByUid.has(uid)) assign(viewport, uid);
+    });
+    grid.append(element);
+    const viewport = new Viewport(element, {
+      cache,
+      tool: () => tool,
+      onFocus: (v) => setActive(viewports.indexOf(v)),
+      onScroll: (v) => focus(v),
+    });
+    viewport.study = study;
+    viewports.push(viewport);
+  }
+  const uids = [...seriesByUid.keys()];
+  viewports.forEach((v, i) => {
+    const uid = shown[i] ?? uids[i];
+    if (uid) assign(v, uid);
+  });
+  setActive(Math.min(active, viewports.length - 1));
+}
+
+/** @param {number} index */
+function setActive(index) {
+  active = Math.max(index, 0);
+  viewports.forEach((v, i) => v.element.classList.toggle("active", i === active));
+}
+
+/** @param {Viewport} viewport @param {string} uid */
+function assign(viewport, uid) {
+  const entry = seriesByUid.get(uid);
+  if (!entry) return;
+  viewport.study = study;
+  viewport.show(entry.series, entry.stack);
+  viewport.scrollTo(Math.floor(entry.stack.length / 2));
+  focus(viewport);
+  markIfShown(viewport);
+}
+
+/** Tell the server where the reader is, so it sends those frames first. */
+function focus(viewport) {
+  if (!viewport.series) return;
+  const uid = viewport.series.series_instance_uid;
+  cache.setFocus(uid, viewport.index);
+  const visible = viewports.map((v) => v.series?.series_instance_uid).filter(Boolean);
+  stream.focus(uid, viewport.index, visible, { [uid]: cache.ranges(uid) });
+}
+
+/**
+ * @param {import("../net/frames.js").FrameHeader} header
+ * @param {ArrayBuffer} data
+ */
+function onFrame(header, data) {
+  const entry = seriesByUid.get(header.series);
+  const item = entry?.stack[header.index];
+  if (!entry || !item) return;
+  cache.put(header.series, header.index, typedFrame(data, item.instance.dtype));
+  entry.progress.value = cache.count(header.series);
+  for (const viewport of viewports) {
+    if (viewport.series?.series_instance_uid === header.series && viewport.index === header.index) {
+      viewport.draw();
+      markIfShown(viewport);
+    }
+  }
+  const first = viewports[0]?.series;
+  if (!seriesCompleteMarked && first && first.series_instance_uid === header.series
+      && cache.count(header.series) >= entry.stack.length) {
+    seriesCompleteMarked = true;
+    performance.mark("lightbox:series-complete");
+  }
+}
+
+/** @param {Viewport} viewport */
+function markIfShown(viewport) {
+  if (!firstImageMarked && viewport.frameShown) {
+    firstImageMarked = true;
+    performance.mark("lightbox:first-image");
+  }
+}
+
+function current() {
+  return viewports[active];
+}
+
+/** @param {string} name */
+function selectTool(name) {
+  tool = name;
+  for (const button of document.querySelectorAll("[data-tool]")) {
+    button.classList.toggle("selected", /** @type {HTMLElement} */ (button).dataset.tool === name);
+  }
+}
+
+function toggleCine() {
+  const button = /** @type {HTMLElement} */ (document.querySelector("#cine"));
+  if (cine) {
+    clearInterval(cine);
+    cine = null;
+    button.textContent = "▶ Cine";
+    return;
+  }
+  const fps = Number(/** @type {HTMLInputElement} */ (document.querySelector("#fps")).value) || 10;
+  cine = setInterval(() => {
+    const v = current();
+    if (v?.stack.length) v.scrollTo((v.index + 1) % v.stack.length);
+  }, 1000 / fps);
+  button.textContent = "❚❚ Cine";
+}
+
+function wire() {
+  for (const button of document.querySelectorAll("[data-layout]")) {
+    button.addEventListener("click", () => {
+      const [rows, columns] = /** @type {HTMLElement} */ (button).dataset.layout.split("x").map(Number);
+      setLayout(rows, columns);
+    });
+  }
+  for (const button of document.querySelectorAll("[data-tool]")) {
+    button.addEventListener("click", () => selectTool(/** @type {HTMLElement} */ (button).dataset.tool));
+  }
+  const presets = /** @type {HTMLSelectElement} */ (document.querySelector("#preset"));
+  for (const [name, [c, w]] of Object.entries(CT_PRESETS)) {
+    presets.append(new Option(`CT ${name} (${w}/${c})`, `${c},${w}`));
+  }
+  presets.addEventListener("change", () => {
+    const value = presets.value;
+    current()?.setWindow(value.includes(",") ? value.split(",").map(Number) : value);
+  });
+  const actions = {
+    invert: (v) => { v.invert = !v.invert; },
+    rotate: (v) => { v.view.rotate = (v.view.rotate + 90) % 360; },
+    flipH: (v) => { v.view.flipH = !v.view.flipH; },
+    flipV: (v) => { v.view.flipV = !v.view.flipV; },
+    fit: (v) => { v.view.zoom = 1; v.view.panX = 0; v.view.panY = 0; },
+    actual: (v) => { v.view.zoom /= v.zoomFactor(); },
+    reset: (v) => { v.reset(); v.measurements = []; },
+  };
+  for (const [name, act] of Object.entries(actions)) {
+    document.querySelector(`[data-action="${name}"]`)?.addEventListener("click", () => {
+      const v = current();
+      if (v?.entry) { act(v); v.draw(); }
+    });
+  }
+  document.querySelector("#cine")?.addEventListener("click", toggleCine);
+  document.querySelector("#help-button")?.addEventListener("click", () => toggleHelp());
+  document.addEventListener("keydown", onKey);
+}
+
+function toggleHelp() {
+  const help = /** @type {HTMLElement} */ (document.querySelector("#help"));
+  help.hidden = !help.hidden;
+}
+
+/** @param {KeyboardEvent} event */
+function onKey(event) {
+  if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement) return;
+  const v = current();
+  const keys = {
+    ArrowDown: () => v?.scrollTo(v.index + 1),
+    ArrowRight: () => v?.scrollTo(v.index + 1),
+    ArrowUp: () => v?.scrollTo(v.index - 1),
+    ArrowLeft: () => v?.scrollTo(v.index - 1),
+    PageDown: () => v?.scrollTo(v.index + 10),
+    PageUp: () => v?.scrollTo(v.index - 10),
+    Home: () => v?.scrollTo(0),
+    End: () => v?.scrollTo(v.stack.length - 1),
+    "?": toggleHelp,
+    i: () => { if (v) { v.invert = !v.invert; v.draw(); } },
+    r: () => { if (v) { v.reset(); } },
+    w: () => selectTool("wl"),
+    p: () => selectTool("pan"),
+    z: () => selectTool("zoom"),
+    s: () => selectTool("scroll"),
+    l: () => selectTool("length"),
+    c: toggleCine,
+  };
+  const action = keys[event.key];
+  if (action) {
+    event.preventDefault();
+    action();
+  }
+}
+
+wire();
+selectTool("wl");

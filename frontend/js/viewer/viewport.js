@@ -1,0 +1,316 @@
+/**
+ * One viewport: a canvas drawn by WebGL2 (or the 2D fallback), the corner overlays,
+ * orientation markers, a scale bar and length measurements, and the mouse gestures on it.
+ */
+import { Canvas2DRenderer } from "../render/canvas2d.js";
+import { apply, distanceMm, imageToScreen, invertAffine, orientationLabels } from "../render/geometry.js";
+import { GLRenderer } from "../render/gl.js";
+import { autoWindow, defaultWindow } from "../render/voi.js";
+import { spacingOf, typedFrame } from "./stack.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** @returns {import("../render/geometry.js").View} */
+export function freshView() {
+  return { zoom: 1, panX: 0, panY: 0, rotate: 0, flipH: false, flipV: false };
+}
+
+export class Viewport {
+  /**
+   * @param {HTMLElement} element
+   * @param {{cache: import("./cache.js").FrameCache, onFocus: (v: Viewport) => void,
+   *   onScroll: (v: Viewport) => void, tool: () => string}} context
+   */
+  constructor(element, context) {
+    this.element = element;
+    this.context = context;
+    this.canvas = document.createElement("canvas");
+    this.overlay = document.createElement("div");
+    this.overlay.className = "overlay";
+    this.corners = ["tl", "tr", "bl", "br"].map((name) => {
+      const div = document.createElement("div");
+      div.className = `corner ${name}`;
+      return div;
+    });
+    this.markers = ["top", "bottom", "left", "right"].map((name) => {
+      const div = document.createElement("div");
+      div.className = `marker ${name}`;
+      return div;
+    });
+    this.svg = document.createElementNS(SVG, "svg");
+    this.message = document.createElement("div");
+    this.message.className = "message";
+    this.overlay.append(...this.corners, ...this.markers, this.svg, this.message);
+    element.append(this.canvas, this.overlay);
+    try {
+      this.renderer = new GLRenderer(this.canvas);
+      this.backend = "webgl2";
+    } catch {
+      this.renderer = new Canvas2DRenderer(this.canvas);
+      this.backend = "2d";
+    }
+    this.series = null;
+    this.stack = [];
+    this.index = 0;
+    this.view = freshView();
+    this.window = null;
+    this.invert = false;
+    this.measurements = [];
+    this.frameShown = null;
+    this.listen();
+    new ResizeObserver(() => this.resize()).observe(element);
+  }
+
+  resize() {
+    const ratio = window.devicePixelRatio || 1;
+    this.canvas.width = Math.max(1, Math.round(this.element.clientWidth * ratio));
+    this.canvas.height = Math.max(1, Math.round(this.element.clientHeight * ratio));
+    this.frameShown = null;
+    this.draw();
+  }
+
+  /**
+   * @param {any} series - from the manifest
+   * @param {import("./stack.js").StackEntry[]} stack
+   */
+  show(series, stack) {
+    this.series = series;
+    this.stack = stack;
+    this.index = 0;
+    this.reset();
+  }
+
+  reset() {
+    this.view = freshView();
+    this.window = null;
+    this.invert = false;
+    this.draw();
+  }
+
+  get entry() {
+    return this.stack[this.index];
+  }
+
+  /** @param {number} index */
+  scrollTo(index) {
+    if (!this.stack.length) return;
+    const next = Math.min(Math.max(index, 0), this.stack.length - 1);
+    if (next === this.index) return;
+    this.index = next;
+    this.context.onScroll(this);
+    this.draw();
+  }
+
+  /** The presentation the entry asks for unless the reader changed it. */
+  currentWindow() {
+    const instance = this.entry.instance;
+    return this.window || { ...defaultWindow(instance), fn: instance.voi_lut_function || "LINEAR" };
+  }
+
+  /** @param {string} preset - "file", "auto" or [center, width] */
+  setWindow(preset) {
+    if (!this.entry) return;
+    const instance = this.entry.instance;
+    if (preset === "file") this.window = null;
+    else if (preset === "auto") this.window = { ...autoWindow(instance), fn: "LINEAR" };
+    else this.window = { center: preset[0], width: preset[1], fn: "LINEAR" };
+    this.draw();
+  }
+
+  geometry() {
+    const instance = this.entry.instance;
+    return { columns: instance.columns, rows: instance.rows, spacing: spacingOf(instance) };
+  }
+
+  /** @returns {boolean} whether an image was drawn */
+  draw() {
+    const entry = this.entry;
+    if (!entry) {
+      this.say(this.series ? "Nothing in this series can be shown." : "Drop a series here");
+      return false;
+    }
+    const buffer = this.context.cache.get(this.series.series_instance_uid, this.index);
+    if (!buffer) {
+      this.say("Loading…");
+      this.annotate();
+      return false;
+    }
+    const instance = entry.instance;
+    const frame = {
+      data: buffer,
+      rows: instance.rows,
+      columns: instance.columns,
+      samples: instance.samples,
+      dtype: instance.dtype,
+    };
+    const ratio = window.devicePixelRatio || 1;
+    const toScreen = imageToScreen(this.view, this.geometry(), this.canvas.width / ratio, this.canvas.height / ratio);
+    this.toScreen = toScreen;
+    const scaled = invertAffine(toScreen.map((v, i) => (i < 6 ? v * ratio : v)));
+    const w = this.currentWindow();
+    const invert = (instance.photometric === "MONOCHROME1") !== this.invert;
+    this.renderer.draw(frame, {
+      screenToImage: scaled,
+      slope: instance.rescale_slope,
+      intercept: instance.rescale_intercept,
+      center: w.center,
+      width: w.width,
+      fn: w.fn,
+      invert,
+    });
+    this.frameShown = buffer;
+    this.say("");
+    this.annotate();
+    return true;
+  }
+
+  /** @param {string} text */
+  say(text) {
+    this.message.textContent = text;
+    this.message.hidden = !text;
+  }
+
+  /** Corner overlays, orientation markers, scale bar and measurements. */
+  annotate() {
+    const entry = this.entry;
+    if (!entry || !this.study) return;
+    const instance = entry.instance;
+    const w = this.currentWindow();
+    const s = this.study;
+    const lines = (...rows) => rows.filter((r) => r !== "" && r != null).join("\n");
+    this.corners[0].textContent = lines(
+      (s.patient_name || "").replaceAll("^", " "),
+      s.patient_id,
+      [s.patient_birth_date, s.patient_sex].filter(Boolean).join(" "),
+    );
+    this.corners[1].textContent = lines(
+      s.study_description,
+      [s.study_date, s.study_time].filter(Boolean).join(" "),
+      `${this.series.modality || ""} #${this.series.series_number ?? ""} ${this.series.series_description || ""}`.trim(),
+    );
+    this.corners[2].textContent = lines(
+      `Image ${this.index + 1} / ${this.stack.length}`,
+      instance.slice_location != null ? `Location ${instance.slice_location.toFixed(1)} mm` : "",
+      instance.slice_thickness != null ? `Thickness ${instance.slice_thickness} mm` : "",
+    );
+    this.corners[3].textContent = lines(
+      `W ${Math.round(w.width)} L ${Math.round(w.center)}`,
+      `Zoom ${(this.zoomFactor() * 100).toFixed(0)}%`,
+      this.backend === "2d" ? "2D canvas" : "",
+    );
+    const labels = orientationLabels(instance.image_orientation_patient, this.view);
+    for (const [div, name] of this.markers.map((d, i) => [d, ["top", "bottom", "left", "right"][i]])) {
+      div.textContent = labels ? labels[name] : "";
+    }
+    this.drawSvg();
+  }
+
+  /** Displayed size of one image pixel column relative to 1 screen px per pixel. */
+  zoomFactor() {
+    if (!this.toScreen) return 1;
+    return Math.hypot(this.toScreen[0], this.toScreen[3]);
+  }
+
+  drawSvg() {
+    this.svg.replaceChildren();
+    if (!this.toScreen) return;
+    const spacing = spacingOf(this.entry.instance);
+    const pxPerMm = this.zoomFactor() / spacing[1];
+    const barMm = [10, 20, 50, 100].find((mm) => mm * pxPerMm > 60) || 100;
+    const bar = document.createElementNS(SVG, "line");
+    const y = this.element.clientHeight - 30;
+    const x = this.element.clientWidth / 2;
+    for (const [k, v] of Object.entries({ x1: x - (barMm * pxPerMm) / 2, x2: x + (barMm * pxPerMm) / 2, y1: y, y2: y, class: "scale" })) {
+      bar.setAttribute(k, String(v));
+    }
+    const label = document.createElementNS(SVG, "text");
+    label.setAttribute("x", String(x));
+    label.setAttribute("y", String(y - 6));
+    label.setAttribute("class", "scale");
+    label.textContent = `${barMm} mm`;
+    this.svg.append(bar, label);
+    const here = this.entry.instance.sop_instance_uid;
+    for (const m of this.measurements.filter((m) => m.sop === here && m.frame === this.entry.frame)) {
+      const [a, b] = [apply(this.toScreen, ...m.points[0]), apply(this.toScreen, ...m.points[1])];
+      const line = document.createElementNS(SVG, "line");
+      for (const [k, v] of Object.entries({ x1: a[0], y1: a[1], x2: b[0], y2: b[1], class: "measure" })) {
+        line.setAttribute(k, String(v));
+      }
+      const text = document.createElementNS(SVG, "text");
+      text.setAttribute("x", String(b[0] + 6));
+      text.setAttribute("y", String(b[1]));
+      text.setAttribute("class", "measure");
+      text.textContent = `${distanceMm(m.points[0], m.points[1], spacing).toFixed(1)} mm`;
+      this.svg.append(line, text);
+    }
+  }
+
+  /** @param {number} x @param {number} y - in CSS px within the viewport */
+  imagePoint(x, y) {
+    return apply(invertAffine(this.toScreen), x, y);
+  }
+
+  listen() {
+    const el = this.element;
+    el.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      this.context.onFocus(this);
+      if (event.ctrlKey) {
+        this.view.zoom *= Math.exp(-event.deltaY * 0.002);
+        this.draw();
+      } else {
+        this.scrollTo(this.index + Math.sign(event.deltaY));
+      }
+    }, { passive: false });
+    el.addEventListener("contextmenu", (event) => event.preventDefault());
+    el.addEventListener("pointerdown", (event) => this.drag(event));
+  }
+
+  /** @param {PointerEvent} start */
+  drag(start) {
+    this.context.onFocus(this);
+    if (!this.entry) return;
+    const tool = start.button === 1 ? "pan" : start.button === 2 ? "zoom" : this.context.tool();
+    const rect = this.element.getBoundingClientRect();
+    const origin = { x: start.clientX, y: start.clientY };
+    const initial = { ...this.currentWindow(), view: { ...this.view }, index: this.index };
+    let measurement = null;
+    if (tool === "length") {
+      const p = this.imagePoint(start.clientX - rect.left, start.clientY - rect.top);
+      const e = this.entry;
+      measurement = { type: "length", sop: e.instance.sop_instance_uid, frame: e.frame, points: [p, p] };
+      this.measurements.push(measurement);
+    }
+    this.element.setPointerCapture(start.pointerId);
+    const move = (event) => {
+      const dx = event.clientX - origin.x;
+      const dy = event.clientY - origin.y;
+      if (tool === "wl") {
+        this.window = {
+          center: initial.center + dy * Math.max(initial.width, 1) / 256,
+          width: Math.max(1, initial.width + dx * Math.max(initial.width, 1) / 256),
+          fn: initial.fn,
+        };
+      } else if (tool === "pan") {
+        this.view.panX = initial.view.panX + dx;
+        this.view.panY = initial.view.panY + dy;
+      } else if (tool === "zoom") {
+        this.view.zoom = initial.view.zoom * Math.exp(-dy * 0.01);
+      } else if (tool === "scroll") {
+        this.scrollTo(initial.index + Math.round(dy / 8));
+      } else if (measurement) {
+        measurement.points[1] = this.imagePoint(event.clientX - rect.left, event.clientY - rect.top);
+      }
+      this.draw();
+    };
+    const up = () => {
+      this.element.removeEventListener("pointermove", move);
+      this.element.removeEventListener("pointerup", up);
+      if (measurement) this.context.onMeasured?.(this, measurement);
+    };
+    this.element.addEventListener("pointermove", move);
+    this.element.addEventListener("pointerup", up);
+  }
+}
+
+export { typedFrame };
