@@ -4,8 +4,9 @@ streams, this decides)."""
 
 from dataclasses import dataclass
 
-from .frames import FrameUnavailable, frame_bytes, frame_layout
+from .frames import frame_layout
 from .models import Instance, Series, Study
+from .storage import StorageError, get_storage
 
 _INSTANCE_FIELDS = (
     "pk",
@@ -41,12 +42,14 @@ _INSTANCE_FIELDS = (
 
 @dataclass(frozen=True)
 class FrameRef:
-    """One frame of a study: its series, its position in the series' stack, and where."""
+    """One frame of a study: its series, its position in the series' stack, and where its
+    bytes are (a range of the prepared frames), so streaming it needs no database."""
 
     series: str
     index: int  # position in the series' stack (slice order, then frames)
-    instance_pk: int
-    frame: int  # 0-based within the instance
+    key: str
+    offset: int
+    size: int
 
 
 def manifest(study: Study) -> tuple[dict, dict[str, list[FrameRef]]]:
@@ -61,7 +64,7 @@ def manifest(study: Study) -> tuple[dict, dict[str, list[FrameRef]]]:
         members = by_series.get(series.pk, [])
         described.append(_series(series, members))
         stacks[series.series_instance_uid] = [
-            FrameRef(series.series_instance_uid, position, instance.pk, frame)
+            _ref(series.series_instance_uid, position, instance, frame)
             for position, (instance, frame) in enumerate(_frames(members))
         ]
     patient = study.patient
@@ -80,11 +83,21 @@ def manifest(study: Study) -> tuple[dict, dict[str, list[FrameRef]]]:
     }, stacks
 
 
+def _ref(series: str, position: int, instance: Instance, frame: int) -> FrameRef:
+    size = frame_layout(instance).frame_bytes
+    offset = (instance.frames_offset or 0) + frame * size
+    return FrameRef(series, position, instance.frames_key, offset, size)
+
+
 def _frames(members: list[Instance]):
     for instance in members:
-        if instance.viewable:
+        if _streamable(instance):
             for frame in range(instance.number_of_frames):
                 yield instance, frame
+
+
+def _streamable(instance: Instance) -> bool:
+    return bool(instance.viewable and instance.frames_key and instance.frame_samples)
 
 
 def _series(series: Series, members: list[Instance]) -> dict:
@@ -103,8 +116,8 @@ def _instance(instance: Instance) -> dict:
     return {
         "sop_instance_uid": instance.sop_instance_uid,
         "instance_number": instance.instance_number,
-        "frames": instance.number_of_frames if instance.viewable else 0,
-        "viewable": instance.viewable,
+        "frames": instance.number_of_frames if _streamable(instance) else 0,
+        "viewable": _streamable(instance),
         "not_viewable_reason": instance.not_viewable_reason,
         "rows": instance.rows,
         "columns": instance.columns,
@@ -143,14 +156,9 @@ def outward(count: int, center: int) -> list[int]:
     return order
 
 
-def read_frame(instance_pk: int, frame: int, cache: dict[int, Instance]) -> bytes:
-    """The frame's raw little-endian values (a byte range of the prepared frames)."""
-    instance = cache.get(instance_pk)
-    if instance is None:
-        instance = Instance.objects.only(*_INSTANCE_FIELDS).get(pk=instance_pk)
-        cache[instance_pk] = instance
+def read_frame(ref: FrameRef) -> bytes:
+    """The frame's raw little-endian values; empty if the stored frames cannot be read."""
     try:
-        frame_layout(instance)
-        return frame_bytes(instance, frame)
-    except FrameUnavailable:
+        return get_storage().read_range(ref.key, ref.offset, ref.size)
+    except (StorageError, OSError):
         return b""

@@ -61,7 +61,6 @@ class ViewerConsumer(AsyncWebsocketConsumer):
         self.sent: set[tuple[str, int]] = set()
         self.in_flight = 0
         self.queue: deque[viewing.FrameRef] = deque()
-        self.instances: dict = {}
         self.wake = asyncio.Event()
         first = next((uid for uid, stack in self.stacks.items() if stack), None)
         self._prioritise(first, 0, [first] if first else [])
@@ -134,7 +133,7 @@ class ViewerConsumer(AsyncWebsocketConsumer):
             await self.wake.wait()
 
     def _message(self, ref: viewing.FrameRef) -> bytes:
-        payload = viewing.read_frame(ref.instance_pk, ref.frame, self.instances)
+        payload = viewing.read_frame(ref)
         encoding = "raw"
         if self.deflate and payload:
             payload, encoding = zlib.compress(payload, 1), "deflate"

@@ -65,6 +65,10 @@ class Command(BaseCommand):
             "--no-access-log",
             "--lifespan",
             "off",
+            # The viewer chooses its frames' encoding itself; the transport compressing
+            # every 512 kB frame again cost ~30 ms per frame (backend/live/viewer.py).
+            "--ws-per-message-deflate",
+            "false",
         ]
         worker = [
             python,
