@@ -5,8 +5,9 @@ Client → server (JSON text): {"type": "focus", "series": uid, "index": n, "vis
 when the reader scrolls or changes series, and {"type": "ack", "count": n} as frames are
 taken in. Server → client: {"type": "study", …} (viewing.manifest), {"type": "error", …},
 and one binary message per frame: a 4-byte little-endian header length, a JSON header
-{"series": uid, "index": n, "encoding": "raw"|"deflate"} and the frame's little-endian
-values (deflate: zlib-wrapped, for DecompressionStream("deflate")).
+{"series": uid, "index": n, "encoding": "raw"|"deflate"} padded with spaces so that the
+frame's little-endian values that follow start 8-byte aligned (deflate: zlib-wrapped, for
+DecompressionStream("deflate")).
 
 Order: the focused series from the current slice outward, then the other visible series,
 then the rest of the study in the background. At most WINDOW frames are unacknowledged, so
@@ -140,6 +141,8 @@ class ViewerConsumer(AsyncWebsocketConsumer):
         header = json.dumps(
             {"series": ref.series, "index": ref.index, "encoding": encoding}
         ).encode()
+        # Pad so the values start 8-byte aligned: the browser views them in place.
+        header += b" " * (-(4 + len(header)) % 8)
         return struct.pack("<I", len(header)) + header + payload
 
     def _audit(self, event_type: str, study_uid: str, allowed: bool, **detail) -> None:

@@ -11,7 +11,7 @@ const decoder = new TextDecoder();
  * @typedef {{series: string, index: number, encoding: string}} FrameHeader
  * @typedef {{
  *   onStudy: (study: any) => void,
- *   onFrame: (header: FrameHeader, data: ArrayBuffer) => void,
+ *   onFrame: (header: FrameHeader, data: Uint8Array) => void,
  *   onError: (error: {code: string, message: string}) => void,
  *   onState: (state: "open" | "closed") => void,
  *   have: () => Record<string, string>,
@@ -72,10 +72,11 @@ export class FrameStream {
     const length = new DataView(buffer).getUint32(0, true);
     /** @type {FrameHeader} */
     const header = JSON.parse(decoder.decode(new Uint8Array(buffer, 4, length)));
-    let data = buffer.slice(4 + length);
+    // The server aligns the values to 8 bytes: typed arrays can view them in place.
+    let data = new Uint8Array(buffer, 4 + length);
     if (header.encoding === "deflate") {
       const stream = new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate"));
-      data = await new Response(stream).arrayBuffer();
+      data = new Uint8Array(await new Response(stream).arrayBuffer());
     }
     this.send({ type: "ack", count: 1 });
     this.handlers.onFrame(header, data);

@@ -143,7 +143,7 @@ function focus(viewport) {
 
 /**
  * @param {import("../net/frames.js").FrameHeader} header
- * @param {ArrayBuffer} data
+ * @param {Uint8Array} data
  */
 function onFrame(header, data) {
   const entry = seriesByUid.get(header.series);

@@ -31,14 +31,15 @@ const ARRAYS = {
 };
 
 /**
- * The frame's values as a typed array of its dtype (little-endian, as sent).
- * @param {ArrayBuffer} buffer
+ * The frame's values as a typed array of its dtype (little-endian, as sent), viewing the
+ * received bytes in place (they start 8-byte aligned).
+ * @param {Uint8Array} bytes
  * @param {string} dtype - numpy's dtype string, e.g. "<i2"
  * @returns {ArrayBufferView}
  */
-export function typedFrame(buffer, dtype) {
+export function typedFrame(bytes, dtype) {
   const Type = ARRAYS[dtype] || Uint8Array;
-  const values = new Type(buffer);
+  const values = new Type(bytes.buffer, bytes.byteOffset, bytes.byteLength / Type.BYTES_PER_ELEMENT);
   return values instanceof Float64Array ? Float32Array.from(values) : values;
 }
 
