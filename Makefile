@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := dcmtk chromium
+APT_PACKAGES := dcmtk chromium nodejs
 MYPY_PATHS := backend worker
 
 .PHONY: run test lint format bench-ingest bench-dimse bench-dicomweb install clean system-packages ohif
