@@ -159,6 +159,10 @@ export class Viewport {
       invert,
     });
     this.frameShown = buffer;
+    // What is shown, for tests and tools that read the page.
+    this.element.dataset.sop = instance.sop_instance_uid;
+    this.element.dataset.frame = String(entry.frame);
+    this.element.dataset.index = String(this.index);
     this.say("");
     this.annotate();
     return true;
