@@ -162,9 +162,13 @@ def test_it_draws_the_stored_values_through_the_files_window(site, browser):
     wait_for_series(page)
     assert page.evaluate("performance.getEntriesByName('lightbox:first-image').length") == 1
     path = file_of(shown(page)["sop"])
-    for column, row in [(256, 300), (100, 256), (300, 150)]:
+    for column, row in [(256, 300), (100, 256), (300, 150), (200, 200)]:
         rgba = page.evaluate(PIXEL_AT, list(screen_point(page, column, row)))
-        assert abs(rgba[0] - expected_grey(path, column, row)) <= 2, (column, row, rgba)
+        # Screen rounding may land on a neighbouring image pixel.
+        nearby = [
+            expected_grey(path, column + dc, row + dr) for dc in (-1, 0, 1) for dr in (-1, 0, 1)
+        ]
+        assert min(abs(rgba[0] - grey) for grey in nearby) <= 2, (column, row, rgba, nearby)
     assert page.errors == []
 
 
