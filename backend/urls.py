@@ -12,6 +12,12 @@ urlpatterns = [
     path("manage/", include("backend.accounts.urls_manage")),
     path("healthz", archive_views.healthz, name="healthz"),
     path("viewer/<str:study_instance_uid>", live_views.viewer, name="viewer"),
+    path(
+        "api/studies/<str:study_instance_uid>/annotations",
+        live_views.study_annotations,
+        name="api-study-annotations",
+    ),
+    path("api/annotations/<int:annotation_id>", live_views.annotation, name="api-annotation"),
     path("api/studies", archive_views.study_list, name="api-studies"),
     path(
         "api/series/<int:series_id>/thumbnail",

@@ -218,9 +218,16 @@ def test_it_measures_a_length_in_millimetres(site, browser):
     page.mouse.move(box[0] + start[0], box[1] + start[1])
     page.mouse.down()
     page.mouse.move(box[0] + end[0], box[1] + end[1], steps=4)
-    page.mouse.up()
+    with page.expect_response(lambda r: r.url.endswith("/annotations") and r.status == 201):
+        page.mouse.up()
     label = page.text_content("text.measure") or ""
     assert abs(float(label.split()[0]) - 200 * float(spacing[1])) < 1.0, label
+    page.reload()
+    wait_for_series(page)
+    page.wait_for_selector("text.measure", state="attached")
+    assert page.text_content("text.measure") == label  # kept on the server, shown again
+    page.keyboard.press("Delete")
+    page.wait_for_selector("text.measure", state="detached")
 
 
 def test_it_shows_a_hostile_name_as_text(site, browser):

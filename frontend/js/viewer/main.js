@@ -25,6 +25,8 @@ let study = null;
 let firstImageMarked = false;
 let seriesCompleteMarked = false;
 let cine = null;
+/** Measurements of this study by this reader, shared by every viewport. */
+const measurements = [];
 
 const stream = new FrameStream(studyUid, {
   onStudy,
@@ -53,6 +55,7 @@ function onStudy(manifest) {
     seriesByUid.set(series.series_instance_uid, { series, stack, progress: seriesCard(series, stack) });
   }
   setLayout(1, 1);
+  loadMeasurements();
   const firstSeries = manifest.series.find((s) => buildStack(s).length) || manifest.series[0];
   if (firstSeries) assign(viewports[0], firstSeries.series_instance_uid);
   else fail("This study has no images that can be shown.");
@@ -103,8 +106,10 @@ function setLayout(rows, columns) {
       tool: () => tool,
       onFocus: (v) => setActive(viewports.indexOf(v)),
       onScroll: (v) => focus(v),
+      onMeasured: save,
     });
     viewport.study = study;
+    viewport.measurements = measurements;
     viewports.push(viewport);
   }
   const uids = [...seriesByUid.keys()];
@@ -173,6 +178,48 @@ function markIfShown(viewport) {
   }
 }
 
+function csrfToken() {
+  return document.cookie.split("; ").find((c) => c.startsWith("csrftoken="))?.split("=")[1] ?? "";
+}
+
+const annotationsUrl = `/api/studies/${encodeURIComponent(studyUid)}/annotations`;
+
+async function loadMeasurements() {
+  const response = await fetch(annotationsUrl, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const { annotations } = await response.json();
+  measurements.push(...annotations);
+  viewports.forEach((v) => v.draw());
+}
+
+/** Keep a finished measurement on the server (per reader and study). */
+async function save(measurement) {
+  const response = await fetch(annotationsUrl, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    body: JSON.stringify(measurement),
+  });
+  if (response.ok) measurement.id = (await response.json()).id;
+  else status.textContent = "The measurement could not be saved.";
+}
+
+/** Delete the newest measurement on the active viewport's image. */
+async function deleteLast() {
+  const v = current();
+  if (!v?.entry) return;
+  const here = measurements.filter((m) => m.sop_instance_uid === v.entry.instance.sop_instance_uid && m.frame === v.entry.frame);
+  const last = here[here.length - 1];
+  if (!last) return;
+  measurements.splice(measurements.indexOf(last), 1);
+  v.draw();
+  if (last.id) {
+    await fetch(`/api/annotations/${last.id}`, {
+      method: "DELETE", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken() },
+    });
+  }
+}
+
 function current() {
   return viewports[active];
 }
@@ -226,7 +273,7 @@ function wire() {
     flipV: (v) => { v.view.flipV = !v.view.flipV; },
     fit: (v) => { v.view.zoom = 1; v.view.panX = 0; v.view.panY = 0; },
     actual: (v) => { v.view.zoom /= v.zoomFactor(); },
-    reset: (v) => { v.reset(); v.measurements = []; },
+    reset: (v) => { v.reset(); },
   };
   for (const [name, act] of Object.entries(actions)) {
     document.querySelector(`[data-action="${name}"]`)?.addEventListener("click", () => {
@@ -235,6 +282,7 @@ function wire() {
     });
   }
   document.querySelector("#cine")?.addEventListener("click", toggleCine);
+  document.querySelector("#delete-measurement")?.addEventListener("click", () => { deleteLast(); });
   document.querySelector("#help-button")?.addEventListener("click", () => toggleHelp());
   document.addEventListener("keydown", onKey);
 }
@@ -265,6 +313,12 @@ function onKey(event) {
     z: () => selectTool("zoom"),
     s: () => selectTool("scroll"),
     l: () => selectTool("length"),
+    a: () => selectTool("angle"),
+    e: () => selectTool("ellipse"),
+    b: () => selectTool("rectangle"),
+    v: () => selectTool("point"),
+    Delete: () => { deleteLast(); },
+    Backspace: () => { deleteLast(); },
     c: toggleCine,
   };
   const action = keys[event.key];

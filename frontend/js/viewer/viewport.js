@@ -6,6 +6,7 @@ import { Canvas2DRenderer } from "../render/canvas2d.js";
 import { apply, distanceMm, imageToScreen, invertAffine, orientationLabels } from "../render/geometry.js";
 import { GLRenderer } from "../render/gl.js";
 import { autoWindow, defaultWindow } from "../render/voi.js";
+import { angleDegrees, probe, regionStats } from "../tools/measure.js";
 import { spacingOf, typedFrame } from "./stack.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -55,7 +56,9 @@ export class Viewport {
     this.view = freshView();
     this.window = null;
     this.invert = false;
+    /** @type {any[]} shared by every viewport of the page (set by main.js) */
     this.measurements = [];
+    this.pendingAngle = null;
     this.frameShown = null;
     this.listen();
     new ResizeObserver(() => this.resize()).observe(element);
@@ -234,19 +237,59 @@ export class Viewport {
     label.textContent = `${barMm} mm`;
     this.svg.append(bar, label);
     const here = this.entry.instance.sop_instance_uid;
-    for (const m of this.measurements.filter((m) => m.sop === here && m.frame === this.entry.frame)) {
-      const [a, b] = [apply(this.toScreen, ...m.points[0]), apply(this.toScreen, ...m.points[1])];
-      const line = document.createElementNS(SVG, "line");
-      for (const [k, v] of Object.entries({ x1: a[0], y1: a[1], x2: b[0], y2: b[1], class: "measure" })) {
-        line.setAttribute(k, String(v));
-      }
-      const text = document.createElementNS(SVG, "text");
-      text.setAttribute("x", String(b[0] + 6));
-      text.setAttribute("y", String(b[1]));
-      text.setAttribute("class", "measure");
-      text.textContent = `${distanceMm(m.points[0], m.points[1], spacing).toFixed(1)} mm`;
-      this.svg.append(line, text);
+    const mine = this.measurements.filter((m) => m.sop_instance_uid === here && m.frame === this.entry.frame);
+    if (this.pendingAngle) mine.push(this.pendingAngle);
+    for (const m of mine) this.drawMeasurement(m, spacing);
+  }
+
+  /** @param {any} m @param {[number, number]} spacing */
+  drawMeasurement(m, spacing) {
+    const screen = m.points.map((p) => apply(this.toScreen, p[0], p[1]));
+    const add = (name, attributes, text) => {
+      const node = document.createElementNS(SVG, name);
+      for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, String(v));
+      node.setAttribute("class", "measure");
+      if (text !== undefined) node.textContent = text;
+      this.svg.append(node);
+    };
+    const [a, b] = screen;
+    const labelAt = screen[screen.length - 1];
+    const label = (text) => add("text", { x: labelAt[0] + 6, y: labelAt[1] }, text);
+    if (m.kind === "length" || m.kind === "angle") {
+      add("polyline", { points: screen.map((p) => p.join(",")).join(" "), fill: "none" });
     }
+    if (m.kind === "length") label(`${distanceMm(m.points[0], m.points[1], spacing).toFixed(1)} mm`);
+    if (m.kind === "angle" && m.points.length === 3) {
+      label(`${angleDegrees(m.points[0], m.points[1], m.points[2], spacing).toFixed(1)}°`);
+    }
+    if (m.kind === "rectangle") {
+      add("rect", { x: Math.min(a[0], b[0]), y: Math.min(a[1], b[1]), width: Math.abs(b[0] - a[0]), height: Math.abs(b[1] - a[1]), fill: "none" });
+    }
+    if (m.kind === "ellipse") {
+      add("ellipse", { cx: (a[0] + b[0]) / 2, cy: (a[1] + b[1]) / 2, rx: Math.abs(b[0] - a[0]) / 2, ry: Math.abs(b[1] - a[1]) / 2, fill: "none" });
+    }
+    const image = this.imageValues();
+    if ((m.kind === "rectangle" || m.kind === "ellipse") && image) {
+      const s = regionStats(image, m.kind, m.points[0], m.points[1]);
+      const lines = [`${s.area.toFixed(1)} mm²`, `mean ${s.mean.toFixed(1)} SD ${s.sd.toFixed(1)}`,
+        `min ${s.min.toFixed(0)} max ${s.max.toFixed(0)}`];
+      lines.forEach((text, i) => add("text", { x: labelAt[0] + 6, y: labelAt[1] + i * 14 }, text));
+    }
+    if (m.kind === "point" && image) {
+      add("circle", { cx: a[0], cy: a[1], r: 3 });
+      const value = probe(image, m.points[0]);
+      label(value === null ? "outside" : `${value.toFixed(1)}`);
+    }
+  }
+
+  /** The shown frame with what statistics need, when it is greyscale and in memory. */
+  imageValues() {
+    const entry = this.entry;
+    const data = entry && this.context.cache.get(this.series.series_instance_uid, this.index);
+    if (!data || entry.instance.samples !== 1) return null;
+    const i = entry.instance;
+    return { data: /** @type {any} */ (data), columns: i.columns, rows: i.rows,
+      slope: i.rescale_slope, intercept: i.rescale_intercept, spacing: spacingOf(i) };
   }
 
   /** @param {number} x @param {number} y - in CSS px within the viewport */
@@ -278,12 +321,24 @@ export class Viewport {
     const rect = this.element.getBoundingClientRect();
     const origin = { x: start.clientX, y: start.clientY };
     const initial = { ...this.currentWindow(), view: { ...this.view }, index: this.index };
+    const at = (event) => this.imagePoint(event.clientX - rect.left, event.clientY - rect.top);
     let measurement = null;
-    if (tool === "length") {
-      const p = this.imagePoint(start.clientX - rect.left, start.clientY - rect.top);
-      const e = this.entry;
-      measurement = { type: "length", sop: e.instance.sop_instance_uid, frame: e.frame, points: [p, p] };
+    if (tool === "angle" && this.pendingAngle && this.pendingAngle.sop_instance_uid === this.entry.instance.sop_instance_uid) {
+      measurement = this.pendingAngle;
+      measurement.points.push(at(start));
+      this.pendingAngle = null;
       this.measurements.push(measurement);
+      this.context.onMeasured?.(measurement);
+      this.draw();
+      return;
+    }
+    if (["length", "angle", "rectangle", "ellipse", "point"].includes(tool)) {
+      const p = at(start);
+      const e = this.entry;
+      measurement = { kind: tool, sop_instance_uid: e.instance.sop_instance_uid, frame: e.frame,
+        points: tool === "point" ? [p] : [p, p] };
+      if (tool === "angle") this.pendingAngle = measurement;
+      else this.measurements.push(measurement);
     }
     this.element.setPointerCapture(start.pointerId);
     const move = (event) => {
@@ -302,15 +357,15 @@ export class Viewport {
         this.view.zoom = initial.view.zoom * Math.exp(-dy * 0.01);
       } else if (tool === "scroll") {
         this.scrollTo(initial.index + Math.round(dy / 8));
-      } else if (measurement) {
-        measurement.points[1] = this.imagePoint(event.clientX - rect.left, event.clientY - rect.top);
+      } else if (measurement && measurement.kind !== "point") {
+        measurement.points[1] = at(event);
       }
       this.draw();
     };
     const up = () => {
       this.element.removeEventListener("pointermove", move);
       this.element.removeEventListener("pointerup", up);
-      if (measurement) this.context.onMeasured?.(this, measurement);
+      if (measurement && measurement.kind !== "angle") this.context.onMeasured?.(measurement);
     };
     this.element.addEventListener("pointermove", move);
     this.element.addEventListener("pointerup", up);
