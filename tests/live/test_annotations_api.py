@@ -14,7 +14,7 @@ CT = pydicom_file("CT_small.dcm")
 
 
 @pytest.fixture
-def study(tasks):
+def study(db, tasks):
     receive_file(CT, tasks)
     return pydicom.dcmread(CT, stop_before_pixels=True)
 
