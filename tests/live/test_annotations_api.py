@@ -14,18 +14,18 @@ CT = pydicom_file("CT_small.dcm")
 
 
 @pytest.fixture
-def study(db, tasks):
+def study(transactional_db, tasks):
     receive_file(CT, tasks)
     return pydicom.dcmread(CT, stop_before_pixels=True)
 
 
 @pytest.fixture
-def reader(db):
+def reader(transactional_db):
     return grant_every_study(User.objects.create_user("reader", password="x"))
 
 
 @pytest.fixture
-def stranger(db):
+def stranger(transactional_db):
     return User.objects.create_user("stranger", password="x")
 
 
