@@ -18,6 +18,11 @@ urlpatterns = [
         name="api-study-annotations",
     ),
     path("api/annotations/<int:annotation_id>", live_views.annotation, name="api-annotation"),
+    path(
+        "api/studies/<str:study_instance_uid>/instances/<str:sop_instance_uid>/tags",
+        live_views.instance_tags,
+        name="api-instance-tags",
+    ),
     path("api/studies", archive_views.study_list, name="api-studies"),
     path(
         "api/series/<int:series_id>/thumbnail",

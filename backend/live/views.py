@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import annotations
+from . import annotations, tags
 
 
 @login_required
@@ -51,3 +51,14 @@ def annotation(request, annotation_id: int):
     if not annotations.delete(request.user, annotation_id):
         return _refused("no such annotation", 404)
     return HttpResponse(status=204)
+
+
+@require_GET
+def instance_tags(request, study_instance_uid: str, sop_instance_uid: str):
+    """The tag browser's rows for one instance of a study the user may see."""
+    if not request.user.is_authenticated:
+        return _refused("sign in", 401)
+    instance = tags.instance_for(request.user, study_instance_uid, sop_instance_uid)
+    if instance is None:
+        return _refused("no such instance", 404)
+    return JsonResponse({"tags": tags.rows(instance)})

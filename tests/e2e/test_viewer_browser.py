@@ -242,3 +242,46 @@ def test_it_tells_a_user_who_may_not_see_the_study(site, browser):
     page.wait_for_selector("#error:not([hidden])")
     assert "not allowed" in page.inner_text("#error")
     assert page.evaluate("performance.getEntriesByName('lightbox:first-image').length") == 0
+
+
+def test_it_browses_and_searches_the_tags(site, browser):
+    page = open_viewer(browser, site, site.ct_study)
+    wait_for_series(page)
+    page.keyboard.press("t")
+    page.wait_for_selector("#tag-rows tr >> text=PatientName")
+    page.fill("#tag-search", "slicethick")
+    rows = page.locator("#tag-rows tr")
+    assert rows.count() == 1
+    assert "SliceThickness" in rows.first.inner_text()
+
+
+def test_it_scrolls_and_zooms_by_touch(site, browser):
+    page = open_viewer(browser, site, site.ct_study)
+    wait_for_series(page)
+    cdp = page.context.new_cdp_session(page)
+    box = page.eval_on_selector(
+        ".viewport", "e => { const r = e.getBoundingClientRect(); return [r.x, r.y]; }"
+    )
+    x, y = box[0] + 300, box[1] + 400
+
+    def touch(kind, points):
+        cdp.send(
+            "Input.dispatchTouchEvent",
+            {
+                "type": kind,
+                "touchPoints": [{"x": px, "y": py, "id": i} for i, (px, py) in enumerate(points)],
+            },
+        )
+
+    before = int(shown(page)["index"])
+    touch("touchStart", [(x, y)])
+    for step in range(1, 6):
+        touch("touchMove", [(x, y - step * 24)])
+    touch("touchEnd", [])
+    assert int(shown(page)["index"]) == before + 10  # a 120 px swipe up: 10 slices on
+    zoom_before = page.inner_text(".corner.br").split("Zoom ")[1]
+    touch("touchStart", [(x - 50, y), (x + 50, y)])
+    for step in range(1, 6):
+        touch("touchMove", [(x - 50 - step * 20, y), (x + 50 + step * 20, y)])
+    touch("touchEnd", [])
+    assert page.inner_text(".corner.br").split("Zoom ")[1] != zoom_before

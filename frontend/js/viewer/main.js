@@ -8,6 +8,7 @@ import { FrameStream } from "../net/frames.js";
 import { CT_PRESETS } from "../render/voi.js";
 import { FrameCache, defaultCap } from "./cache.js";
 import { buildStack, typedFrame } from "./stack.js";
+import { hideTags, showTags, tagsShown } from "./tags.js";
 import { Viewport } from "./viewport.js";
 
 const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
@@ -284,7 +285,14 @@ function wire() {
   document.querySelector("#cine")?.addEventListener("click", toggleCine);
   document.querySelector("#delete-measurement")?.addEventListener("click", () => { deleteLast(); });
   document.querySelector("#help-button")?.addEventListener("click", () => toggleHelp());
+  document.querySelector("#tags-button")?.addEventListener("click", toggleTags);
   document.addEventListener("keydown", onKey);
+}
+
+function toggleTags() {
+  const v = current();
+  if (tagsShown()) hideTags();
+  else if (v?.entry) showTags(studyUid, v.entry.instance.sop_instance_uid);
 }
 
 function toggleHelp() {
@@ -306,6 +314,7 @@ function onKey(event) {
     Home: () => v?.scrollTo(0),
     End: () => v?.scrollTo(v.stack.length - 1),
     "?": toggleHelp,
+    t: toggleTags,
     i: () => { if (v) { v.invert = !v.invert; v.draw(); } },
     r: () => { if (v) { v.reset(); } },
     w: () => selectTool("wl"),

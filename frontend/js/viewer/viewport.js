@@ -310,7 +310,60 @@ export class Viewport {
       }
     }, { passive: false });
     el.addEventListener("contextmenu", (event) => event.preventDefault());
-    el.addEventListener("pointerdown", (event) => this.drag(event));
+    el.addEventListener("pointerdown", (event) => {
+      if (event.pointerType === "touch") this.touch(event);
+      else this.drag(event);
+    });
+  }
+
+  /**
+   * Touch: one finger swipes through the stack, two fingers pinch to zoom and pan.
+   * @param {PointerEvent} start
+   */
+  touch(start) {
+    this.context.onFocus(this);
+    const touches = (this.touches ||= new Map());
+    touches.set(start.pointerId, { x: start.clientX, y: start.clientY });
+    this.element.setPointerCapture(start.pointerId);
+    const snapshot = () => {
+      const [a, b] = [...touches.values()];
+      return {
+        index: this.index,
+        view: { ...this.view },
+        y: a.y,
+        distance: b ? Math.hypot(b.x - a.x, b.y - a.y) : 0,
+        middle: b ? { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 } : a,
+      };
+    };
+    let initial = snapshot();
+    const move = (event) => {
+      if (!touches.has(event.pointerId)) return;
+      touches.set(event.pointerId, { x: event.clientX, y: event.clientY });
+      const now = snapshot();
+      if (touches.size >= 2 && initial.distance) {
+        this.view.zoom = initial.view.zoom * (now.distance / initial.distance);
+        this.view.panX = initial.view.panX + now.middle.x - initial.middle.x;
+        this.view.panY = initial.view.panY + now.middle.y - initial.middle.y;
+        this.draw();
+      } else if (touches.size === 1) {
+        this.scrollTo(initial.index + Math.round((initial.y - now.y) / 12));
+      }
+    };
+    const end = (event) => {
+      touches.delete(event.pointerId);
+      initial = snapshot();
+      if (!touches.size) {
+        this.element.removeEventListener("pointermove", move);
+        this.element.removeEventListener("pointerup", end);
+        this.element.removeEventListener("pointercancel", end);
+      }
+    };
+    if (touches.size === 1) {
+      this.element.addEventListener("pointermove", move);
+      this.element.addEventListener("pointerup", end);
+      this.element.addEventListener("pointercancel", end);
+    }
+    initial = snapshot();
   }
 
   /** @param {PointerEvent} start */
