@@ -335,8 +335,11 @@ export class Viewport {
         middle: b ? { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 } : a,
       };
     };
-    let initial = snapshot();
+    // Every finger that lands or lifts restarts the gesture from the current state.
+    this.touchInitial = snapshot();
+    if (touches.size > 1) return;  // the first finger's listeners handle the rest
     const move = (event) => {
+      const initial = this.touchInitial;
       if (!touches.has(event.pointerId)) return;
       touches.set(event.pointerId, { x: event.clientX, y: event.clientY });
       const now = snapshot();
@@ -351,19 +354,16 @@ export class Viewport {
     };
     const end = (event) => {
       touches.delete(event.pointerId);
-      initial = snapshot();
+      if (touches.size) this.touchInitial = snapshot();
       if (!touches.size) {
         this.element.removeEventListener("pointermove", move);
         this.element.removeEventListener("pointerup", end);
         this.element.removeEventListener("pointercancel", end);
       }
     };
-    if (touches.size === 1) {
-      this.element.addEventListener("pointermove", move);
-      this.element.addEventListener("pointerup", end);
-      this.element.addEventListener("pointercancel", end);
-    }
-    initial = snapshot();
+    this.element.addEventListener("pointermove", move);
+    this.element.addEventListener("pointerup", end);
+    this.element.addEventListener("pointercancel", end);
   }
 
   /** @param {PointerEvent} start */
