@@ -151,10 +151,14 @@ def file_of(sop: str):
     raise AssertionError(f"{sop} not in the test data")
 
 
+def wait_js(page, expression: str, timeout: float = 60) -> None:
+    """Poll `expression` until true. (page.wait_for_function needs eval, which the
+    Content-Security-Policy of our pages forbids; page.evaluate goes through DevTools.)"""
+    wait_until(lambda: page.evaluate(expression), timeout, lambda: f"never true: {expression}")
+
+
 def wait_for_series(page) -> None:
-    page.wait_for_function(
-        "performance.getEntriesByName('lightbox:series-complete').length > 0", timeout=60_000
-    )
+    wait_js(page, "performance.getEntriesByName('lightbox:series-complete').length > 0")
 
 
 def test_it_draws_the_stored_values_through_the_files_window(site, browser):
@@ -183,7 +187,7 @@ def test_it_scrolls_in_anatomical_order(site, browser):
             float(pydicom.dcmread(file_of(sop), stop_before_pixels=True).ImagePositionPatient[2])
         )
         page.keyboard.press("ArrowDown")
-        page.wait_for_function(f"document.querySelector('.viewport').dataset.sop !== {sop!r}")
+        wait_js(page, f"document.querySelector('.viewport').dataset.sop !== {sop!r}")
     steps = np.diff(positions)
     assert (steps > 0).all() or (steps < 0).all(), positions
     assert np.allclose(np.abs(steps), np.abs(steps[0]), atol=0.01)
