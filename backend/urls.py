@@ -12,6 +12,7 @@ urlpatterns = [
     path("manage/", include("backend.accounts.urls_manage")),
     path("healthz", archive_views.healthz, name="healthz"),
     path("viewer/<str:study_instance_uid>", live_views.viewer, name="viewer"),
+    path("api/me", live_views.me, name="api-me"),
     path(
         "api/studies/<str:study_instance_uid>/annotations",
         live_views.study_annotations,

@@ -16,11 +16,15 @@ MAX_ROWS = 5000
 def instance_for(user, study_uid: str, sop_uid: str) -> Instance | None:
     if len(study_uid) > 64 or len(sop_uid) > 64:
         return None
-    return Instance.objects.filter(
-        sop_instance_uid=sop_uid,
-        series__study__study_instance_uid=study_uid,
-        series__study__in=visible_studies(user),
-    ).first()
+    return (
+        Instance.objects.select_related("series__study__patient")
+        .filter(
+            sop_instance_uid=sop_uid,
+            series__study__study_instance_uid=study_uid,
+            series__study__in=visible_studies(user),
+        )
+        .first()
+    )
 
 
 def rows(instance: Instance) -> list[dict]:

@@ -27,6 +27,8 @@ from backend.accounts import audit
 from backend.archive import viewing
 from backend.archive.access import visible_studies
 
+from .audience import session_alive, session_group
+
 WINDOW = 8
 MAX_MESSAGE = 64 * 1024
 ERRORS = {
@@ -47,8 +49,15 @@ class ViewerConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept()
         user = self.scope.get("user")
+        session = self.scope.get("session")
+        session_key = (session.session_key or "") if session is not None else ""
         if user is None or not user.is_authenticated or not user.is_active:
             return await self._fail("unauthenticated")
+        if not await database_sync_to_async(session_alive)(user.pk, session_key):
+            return await self._fail("unauthenticated")  # ended, idle or too old
+        # Logout, "log out everywhere" or an admin ending the session closes this socket.
+        self.session_group = session_group(session_key)
+        await self.channel_layer.group_add(self.session_group, self.channel_name)
         self.user = user
         study_uid = self.scope["url_route"]["kwargs"]["study"]
         study = await database_sync_to_async(_visible_study)(user, study_uid)
@@ -73,7 +82,12 @@ class ViewerConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message}))
         await self.close(code=close_code)
 
+    async def session_ended(self, message: dict) -> None:
+        await self._fail("unauthenticated")
+
     async def disconnect(self, code: int) -> None:
+        if hasattr(self, "session_group"):
+            await self.channel_layer.group_discard(self.session_group, self.channel_name)
         pump = getattr(self, "pump", None)
         if pump is not None:
             pump.cancel()

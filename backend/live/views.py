@@ -8,6 +8,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from backend.accounts import audit
+from backend.archive.access import is_admin, role_of
+
 from . import annotations, tags
 
 
@@ -61,4 +64,28 @@ def instance_tags(request, study_instance_uid: str, sop_instance_uid: str):
     instance = tags.instance_for(request.user, study_instance_uid, sop_instance_uid)
     if instance is None:
         return _refused("no such instance", 404)
+    study = instance.series.study
+    audit.record_once(
+        (request.user.pk, study.pk, "tags"),
+        "web.retrieve",
+        user=request.user,
+        peer_address=request.META.get("REMOTE_ADDR", ""),
+        study_instance_uid=study.study_instance_uid,
+        patient_id=study.patient.patient_id,
+        detail={"resource": "tags", "sop_instance_uid": sop_instance_uid},
+    )
     return JsonResponse({"tags": tags.rows(instance)})
+
+
+@require_GET
+def me(request):
+    """Who is signed in and what the pages may offer them."""
+    if not request.user.is_authenticated:
+        return _refused("sign in", 401)
+    return JsonResponse(
+        {
+            "username": request.user.get_username(),
+            "role": role_of(request.user),
+            "is_admin": is_admin(request.user),
+        }
+    )

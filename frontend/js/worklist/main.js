@@ -56,8 +56,19 @@ document.querySelector("#logout").addEventListener("submit", (event) => {
   event.target.append(input);
 });
 
+/** Links only administrators can use are shown only to them. */
+async function showAdminLinks() {
+  const response = await fetch("/api/me", { credentials: "same-origin" });
+  if (!response.ok) return;
+  const { is_admin: isAdmin } = await response.json();
+  for (const id of ["nodes-link", "manage-link"]) document.getElementById(id).hidden = !isAdmin;
+}
+
+showAdminLinks();
 refresh();
 connectLive("/ws/worklist", refreshSoon, (state) => {
+  if (state === "signed-out") { location.href = "/login/"; return; }
   status.textContent = state === "open" ? "live" : "reconnecting…";
-  if (state === "open") refresh();
+  // A refused reconnection may mean the session ended: refresh() then goes to the login.
+  refresh().catch(() => {});
 });
