@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := dcmtk chromium nodejs
 MYPY_PATHS := backend worker
 
-.PHONY: run test lint format bench-ingest bench-dimse bench-dicomweb install clean system-packages ohif
+.PHONY: run test lint format bench-ingest bench-dimse bench-dicomweb bench-viewer install clean system-packages ohif
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -67,6 +67,11 @@ bench-dimse: $(VENV)/.installed
 # Needs PostgreSQL and Redis on 127.0.0.1 (database lightbox_bench_dicomweb, Redis db 13).
 bench-dicomweb: $(VENV)/.installed
 	$(PY) bench/dicomweb.py
+
+# Headless Chromium (Debian package chromium) on loopback and on a 20 Mbit/s link; the
+# kernel-shaped link (tc, network namespace) is measured only when run as root.
+bench-viewer: $(VENV)/.installed
+	$(PY) bench/viewer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

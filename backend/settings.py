@@ -9,6 +9,7 @@ PostgreSQL and Redis without any code change.
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -85,7 +86,7 @@ ALLOWED_HOSTS = envlist("LIGHTBOX_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("LIGHTBOX_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "backend.accounts.hardening.LightboxAdminConfig",  # django.contrib.admin, admins only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -101,6 +102,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "backend.accounts.hardening.SecurityHeadersMiddleware",
     "backend.dicomweb.cors.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -108,6 +110,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "backend.accounts.sessions.SessionLifetimeMiddleware",
+    "backend.accounts.twofactor.TwoFactorEnrolmentMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -171,11 +174,19 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Argon2id first (memory-hard, so a stolen hash costs a GPU far more than PBKDF2 does);
+# PBKDF2 stays to read older hashes, which Django rehashes with Argon2 at the next sign-in.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
         "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-        "OPTIONS": {"min_length": 10},
+        "OPTIONS": {"min_length": envint("LIGHTBOX_PASSWORD_MIN_LENGTH", "12")},
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -189,6 +200,32 @@ LOGOUT_REDIRECT_URL = "/login/"
 LIGHTBOX_SESSION_IDLE_MINUTES = envint("LIGHTBOX_SESSION_IDLE_MINUTES", "30")
 LIGHTBOX_SESSION_MAX_HOURS = envint("LIGHTBOX_SESSION_MAX_HOURS", "12")
 SESSION_COOKIE_AGE = LIGHTBOX_SESSION_MAX_HOURS * 3600
+
+# Sign-in (backend/accounts/throttle.py, twofactor.py, oidc.py). An account is locked for
+# LIGHTBOX_LOCKOUT_MINUTES after LIGHTBOX_LOGIN_MAX_FAILURES failures in a row; an address
+# with LIGHTBOX_LOGIN_MAX_FAILURES_PER_ADDRESS failures within the last
+# LIGHTBOX_LOGIN_ADDRESS_WINDOW_MINUTES is refused until older ones leave the window.
+LIGHTBOX_LOGIN_MAX_FAILURES = envint("LIGHTBOX_LOGIN_MAX_FAILURES", "5")
+LIGHTBOX_LOCKOUT_MINUTES = envint("LIGHTBOX_LOCKOUT_MINUTES", "15")
+LIGHTBOX_LOGIN_MAX_FAILURES_PER_ADDRESS = envint("LIGHTBOX_LOGIN_MAX_FAILURES_PER_ADDRESS", "20")
+LIGHTBOX_LOGIN_ADDRESS_WINDOW_MINUTES = envint("LIGHTBOX_LOGIN_ADDRESS_WINDOW_MINUTES", "15")
+# Roles whose users must set up two-factor sign-in (TOTP) before using Lightbox.
+LIGHTBOX_REQUIRE_2FA_ROLES = envlist("LIGHTBOX_REQUIRE_2FA_ROLES")
+# OpenID Connect single sign-on: on when the issuer and client id are set.
+LIGHTBOX_OIDC_ISSUER = env("LIGHTBOX_OIDC_ISSUER").rstrip("/")
+LIGHTBOX_OIDC_CLIENT_ID = env("LIGHTBOX_OIDC_CLIENT_ID")
+LIGHTBOX_OIDC_CLIENT_SECRET = env("LIGHTBOX_OIDC_CLIENT_SECRET")
+LIGHTBOX_OIDC_NAME = env("LIGHTBOX_OIDC_NAME", "single sign-on")
+LIGHTBOX_OIDC_SCOPES = env("LIGHTBOX_OIDC_SCOPES", "openid profile email")
+LIGHTBOX_OIDC_USERNAME_CLAIM = env("LIGHTBOX_OIDC_USERNAME_CLAIM", "preferred_username")
+LIGHTBOX_OIDC_ROLE_CLAIM = env("LIGHTBOX_OIDC_ROLE_CLAIM")
+LIGHTBOX_OIDC_ROLE_MAP = envlist("LIGHTBOX_OIDC_ROLE_MAP")
+LIGHTBOX_OIDC_CREATE_USERS = envbool("LIGHTBOX_OIDC_CREATE_USERS", "1")
+LIGHTBOX_OIDC_LINK_EXISTING = envbool("LIGHTBOX_OIDC_LINK_EXISTING", "0")
+if bool(LIGHTBOX_OIDC_ISSUER) != bool(LIGHTBOX_OIDC_CLIENT_ID):
+    raise ImproperlyConfigured("LIGHTBOX_OIDC_ISSUER and LIGHTBOX_OIDC_CLIENT_ID go together")
+if min(LIGHTBOX_LOGIN_MAX_FAILURES, LIGHTBOX_LOGIN_MAX_FAILURES_PER_ADDRESS) < 1:
+    raise ImproperlyConfigured("LIGHTBOX_LOGIN_MAX_FAILURES[_PER_ADDRESS] must be at least 1")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -288,7 +325,50 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # No patient data in the logs: pydicom quotes the values it finds invalid (a malformed
+    # name or birth date), so those are masked; pynetdicom logs every C-FIND identifier and
+    # response at INFO, so it speaks from WARNING up (Lightbox logs each association itself).
+    "filters": {"no_dicom_values": {"()": "backend.accounts.hardening.MaskDicomValues"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["no_dicom_values"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LIGHTBOX_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "pynetdicom": {"level": "WARNING"}},
 }
+
+# Accounts managed on /manage (backend/accounts/management_service.py). An invitation link
+# (new user, or password reset) works once, for this many days.
+LIGHTBOX_INVITATION_DAYS = envint("LIGHTBOX_INVITATION_DAYS", "7")
+# Most rows one CSV export of the audit log holds (newest first); the rest are left out.
+LIGHTBOX_AUDIT_EXPORT_MAX_ROWS = envint("LIGHTBOX_AUDIT_EXPORT_MAX_ROWS", "100000")
+if LIGHTBOX_INVITATION_DAYS < 1 or LIGHTBOX_AUDIT_EXPORT_MAX_ROWS < 1:
+    raise ImproperlyConfigured(
+        "LIGHTBOX_INVITATION_DAYS and LIGHTBOX_AUDIT_EXPORT_MAX_ROWS must be at least 1"
+    )
+
+# Audit export and browser hardening (backend/accounts/audit_export.py, hardening.py).
+# Every audit event also goes, as a DICOM audit message (PS3.15 §A.5), to this syslog
+# collector: udp://HOST[:514], tcp://HOST[:601] or tls://HOST[:6514]. Unset: not sent.
+LIGHTBOX_AUDIT_SYSLOG = env("LIGHTBOX_AUDIT_SYSLOG")
+# tls:// only: CA bundle the collector's certificate must chain to (default: the system's).
+LIGHTBOX_AUDIT_SYSLOG_CA = env("LIGHTBOX_AUDIT_SYSLOG_CA")
+if LIGHTBOX_AUDIT_SYSLOG and (
+    urlsplit(LIGHTBOX_AUDIT_SYSLOG).scheme not in ("udp", "tcp", "tls")
+    or not urlsplit(LIGHTBOX_AUDIT_SYSLOG).hostname
+):
+    raise ImproperlyConfigured("LIGHTBOX_AUDIT_SYSLOG must be udp://, tcp:// or tls://HOST[:PORT]")
+# The session cookie is HttpOnly; the CSRF cookie is not, on purpose: the pages' scripts
+# send it back as X-CSRFToken (Django's documented pattern). Both are SameSite=Lax, and
+# Secure behind TLS (above).
+CSRF_COOKIE_SAMESITE = "Lax"
+# 1: HSTS asks to be preloaded into browsers (https://hstspreload.org), which binds the whole
+# domain and its subdomains to HTTPS for good; an operator's decision, hence off by default
+# and its `check --deploy` warning (security.W021) silenced while off.
+LIGHTBOX_HSTS_PRELOAD = envbool("LIGHTBOX_HSTS_PRELOAD", "0")
+if BEHIND_TLS_PROXY:
+    SECURE_HSTS_PRELOAD = LIGHTBOX_HSTS_PRELOAD
+SILENCED_SYSTEM_CHECKS = [] if LIGHTBOX_HSTS_PRELOAD else ["security.W021"]

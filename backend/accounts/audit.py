@@ -1,7 +1,13 @@
-"""Writing the audit log. Callers describe what happened; this keeps the row small."""
+"""Writing the audit log. Callers describe what happened; this keeps the row small. Each
+new row is also sent as a DICOM audit message to syslog when configured (audit_export.py)."""
 
+import time
 from typing import Any
 
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from .audit_export import send_on_commit
 from .models import AuditEvent
 
 SUCCESS = AuditEvent.Outcome.SUCCESS
@@ -33,3 +39,29 @@ def record(
         patient_id=patient_id[:64],
         detail=detail or {},
     )
+
+
+REPEAT_SECONDS = 300
+_recent: dict[tuple, float] = {}
+_MAX_RECENT = 10_000
+
+
+def record_once(key: tuple, event_type: str, **fields: Any) -> AuditEvent | None:
+    """Append an event unless one with the same key was appended by this process in the
+    last REPEAT_SECONDS: for reads that arrive as bursts of requests (a worklist's
+    thumbnails, a viewer's frames), which would otherwise drown the log."""
+    now = time.monotonic()
+    if _recent.get((event_type, *key), 0) > now:
+        return None
+    if len(_recent) > _MAX_RECENT:
+        _recent.clear()
+    _recent[(event_type, *key)] = now + REPEAT_SECONDS
+    return record(event_type, **fields)
+
+
+@receiver(post_save, sender=AuditEvent, dispatch_uid="audit-export")
+def _export(sender, instance: AuditEvent, created: bool, **kwargs) -> None:
+    """Every new row also goes to the syslog collector when one is configured
+    (LIGHTBOX_AUDIT_SYSLOG; audit_export.py), after its transaction commits."""
+    if created:
+        send_on_commit(instance)

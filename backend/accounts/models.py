@@ -241,3 +241,25 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"invitation of {self.user}"
+
+
+class ExternalIdentity(models.Model):
+    """A person known to an OpenID Connect provider (issuer + subject, OIDC Core §2), linked
+    to the Lightbox user they sign in as. The subject, never a name or an e-mail address,
+    identifies them: names can change or be reused, subjects cannot."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities"
+    )
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="one_user_per_subject")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.issuer}"

@@ -6,6 +6,8 @@ from django.db import connection
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
+from backend.accounts import audit
+
 from .access import visible_series, visible_studies
 from .storage import StorageError, get_storage
 
@@ -69,11 +71,29 @@ def _study_row(study) -> dict:
 @login_required
 @require_GET
 def series_thumbnail(request, series_id: int):
-    series = visible_series(request.user).filter(pk=series_id).first()
+    """A series' thumbnail; 404 for a series the user may not see, as for none at all."""
+    series = (
+        visible_series(request.user).select_related("study__patient").filter(pk=series_id).first()
+    )
     if series is None or not series.thumbnail_key:
         raise Http404("no thumbnail")
     try:
         data = get_storage().read(series.thumbnail_key)
     except StorageError:
         raise Http404("no thumbnail") from None
+    _audit_retrieve(request, series.study, "thumbnail")
     return HttpResponse(data, content_type="image/jpeg")
+
+
+def _audit_retrieve(request, study, resource: str) -> None:
+    """PHI shown from one study (PS3.15 §A.5.3.2 DICOM Instances Accessed): recorded once
+    per user, study and resource per audit.REPEAT_SECONDS, as DICOMweb retrieves are."""
+    audit.record_once(
+        (request.user.pk, study.pk, resource),
+        "web.retrieve",
+        user=request.user,
+        peer_address=request.META.get("REMOTE_ADDR", ""),
+        study_instance_uid=study.study_instance_uid,
+        patient_id=study.patient.patient_id,
+        detail={"resource": resource, "path": request.path[:500]},
+    )

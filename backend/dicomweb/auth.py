@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
+from backend.accounts import signin
 from backend.accounts.models import ApiToken
 from backend.accounts.tokens import check_token
 
@@ -77,9 +78,10 @@ def _basic_user(request: HttpRequest, value: str):
         user = get_user_model().objects.filter(pk=cached[0], is_active=True).first()
         if user is not None and user.password == cached[1]:
             return user
-    user = authenticate(request, username=username, password=password)
+    # The sign-in throttle and lockout apply; users with two-factor need an API token.
+    user, problem = signin.password_only(request, username, password, authenticate)
     if user is None or not user.is_active:
-        raise Credentials("wrong username or password")
+        raise Credentials(problem or "wrong username or password")
     _remember(key, user)
     return user
 

@@ -14,9 +14,21 @@ class RemoteNodeAdmin(admin.ModelAdmin):
         "can_query",
         "can_retrieve",
         "can_store_to",
+        "access_group",
         "created_at",
     )
-    list_filter = ("can_query", "can_retrieve", "can_store_to")
+    list_filter = ("can_query", "can_retrieve", "can_store_to", "access_group")
+    list_select_related = ("access_group",)
+    fields = (
+        "ae_title",
+        "host",
+        "port",
+        "name",
+        "can_query",
+        "can_retrieve",
+        "can_store_to",
+        "access_group",
+    )
     search_fields = ("ae_title", "host", "name")
     actions = ["test_connection"]
 

@@ -28,6 +28,7 @@ from backend.archive.retrieve import dataset_for
 
 from . import scu
 from .models import RemoteJob, RemoteNode
+from .services import studies_for_node
 
 log = logging.getLogger("lightbox.nodes")
 
@@ -96,6 +97,10 @@ def start_send(
     parameters = _uids(study_instance_uid, series_instance_uid)
     if not _instances(parameters).exists():
         raise JobError("Lightbox holds no instances of that study or series")
+    if not studies_for_node(node).filter(study_instance_uid=study_instance_uid).exists():
+        # A node limited to an access group receives that group's studies only, whoever
+        # sends (as a C-MOVE to it, worker/dimse/handlers.py).
+        raise JobError(f"{node.ae_title} may receive only studies of its access group")
     return _start(node, Kind.SEND, parameters, user)
 
 

@@ -42,6 +42,16 @@ class RemoteNode(models.Model):
     can_store_to = models.BooleanField(
         default=True, help_text="Lightbox may send images to it (a C-MOVE destination)."
     )
+    # What the node may query and retrieve (C-FIND, C-MOVE, C-GET): the studies of this
+    # access group (its rules and its shares) or, when empty, every study.
+    access_group = models.ForeignKey(
+        "accounts.AccessGroup",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="nodes",
+        help_text="Limit its queries and retrieves to this group's studies; empty: every study.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -4,7 +4,9 @@ The DICOM receiver asks authorize() once per association and operation; the mana
 command and the admin call add_node/remove_node/list_nodes.
 """
 
+import functools
 import ipaddress
+import operator
 import socket
 from dataclasses import dataclass
 from typing import Literal
@@ -12,7 +14,12 @@ from typing import Literal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from backend.accounts.models import AccessGroup, GroupRule, StudyShare
+from backend.archive.access import rule_condition
+from backend.archive.models import Study
 
 from .models import RemoteNode
 
@@ -30,9 +37,14 @@ class Decision:
     node: RemoteNode | None = None
 
 
-def add_node(ae_title: str, host: str, port: int, name: str = "", **permissions) -> RemoteNode:
-    """Register a node; raises NodeError for a bad value or an AE title already registered."""
+def add_node(
+    ae_title: str, host: str, port: int, name: str = "", group: str = "", **permissions
+) -> RemoteNode:
+    """Register a node, limited to the access group named `group` if given; raises
+    NodeError for a bad value, an unknown group or an AE title already registered."""
     node = RemoteNode(ae_title=ae_title, host=host, port=port, name=name)
+    if group:
+        node.access_group = _group(group)
     for flag, value in permissions.items():
         setattr(node, flag, value)
     try:
@@ -47,6 +59,13 @@ def add_node(ae_title: str, host: str, port: int, name: str = "", **permissions)
     return node
 
 
+def _group(name: str) -> AccessGroup:
+    found = AccessGroup.objects.filter(name=name).first()
+    if found is None:
+        raise NodeError(f"no access group named {name!r}")
+    return found
+
+
 def remove_node(ae_title: str) -> None:
     deleted, _ = RemoteNode.objects.filter(ae_title=ae_title.strip(" ")).delete()
     if not deleted:
@@ -54,7 +73,7 @@ def remove_node(ae_title: str) -> None:
 
 
 def list_nodes() -> QuerySet[RemoteNode]:
-    return RemoteNode.objects.order_by("ae_title")
+    return RemoteNode.objects.select_related("access_group").order_by("ae_title")
 
 
 def authorize(calling_ae: str, peer_host: str, operation: Operation) -> Decision:
@@ -113,9 +132,26 @@ def _describe(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
-def studies_for_node(node: RemoteNode):
-    """The studies a registered node may query. Every study for now; the accounts work will
-    give nodes access rules as it gives users theirs (backend/archive/access.py)."""
-    from backend.archive.models import Study
+def studies_for_node(node: RemoteNode | None) -> QuerySet[Study]:
+    """The studies a registered node may query and retrieve (C-FIND, C-MOVE, C-GET).
 
-    return Study.objects.all()
+    A node limited to an access group gets that group's studies: those matching any of its
+    rules, and those shared with the group (unexpired), as its members would through the
+    group. A node without a group gets every study. No node (which authorize() never lets
+    through) gets nothing.
+    """
+    if node is None:
+        return Study.objects.none()
+    if node.access_group_id is None:
+        return Study.objects.all()
+    return Study.objects.filter(group_condition(node.access_group_id))
+
+
+def group_condition(group_id: int) -> Q:
+    """The studies of one access group, as a condition on Study."""
+    rules = GroupRule.objects.filter(group_id=group_id)
+    condition = functools.reduce(operator.or_, map(rule_condition, rules), Q(pk__in=[]))
+    shares = StudyShare.objects.filter(group_id=group_id).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+    return condition | Q(pk__in=shares.values("study_id"))

@@ -1,7 +1,8 @@
 """JSON API of remote nodes and their jobs: thin — parse, authorize, call jobs, answer.
 
-Staff only for now (the accounts work refines roles). POSTs are CSRF-protected by Django's
-middleware like every session-authenticated form.
+Administrators only (accounts.Role.ADMIN or a superuser): a node query reaches another
+archive's patients and a send or retrieve moves any study. POSTs are CSRF-protected by
+Django's middleware like every session-authenticated form.
 """
 
 import json
@@ -13,6 +14,8 @@ from django.http import FileResponse, HttpRequest, JsonResponse
 from django.middleware.csrf import get_token
 from django.views.decorators.http import require_GET, require_POST
 
+from backend.archive.access import is_admin
+
 from . import jobs
 from .models import RemoteJob, RemoteNode
 from .services import list_nodes
@@ -20,12 +23,12 @@ from .services import list_nodes
 JOB_PAGE = 50
 
 
-def staff_required(view):
+def admin_required(view):
     @login_required
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_staff:
-            return _error("staff only", 403)
+        if not is_admin(request.user):
+            return _error("administrators only", 403)
         try:
             return view(request, *args, **kwargs)
         except jobs.JobError as exc:
@@ -65,7 +68,7 @@ def _created(job: RemoteJob) -> JsonResponse:
     return JsonResponse(job_row(job), status=202)
 
 
-@staff_required
+@admin_required
 @require_GET
 def nodes_page(request):
     """The page that drives the API below (query, retrieve, send, jobs)."""
@@ -74,7 +77,7 @@ def nodes_page(request):
     return FileResponse(open(page, "rb"), content_type="text/html; charset=utf-8")
 
 
-@staff_required
+@admin_required
 @require_GET
 def node_list(request):
     rows = [
@@ -86,19 +89,20 @@ def node_list(request):
             "can_query": n.can_query,
             "can_retrieve": n.can_retrieve,
             "can_store_to": n.can_store_to,
+            "access_group": n.access_group.name if n.access_group else None,
         }
         for n in list_nodes()
     ]
     return JsonResponse({"nodes": rows})
 
 
-@staff_required
+@admin_required
 @require_POST
 def echo(request, ae_title: str):
     return _created(jobs.start_echo(_node(ae_title), request.user))
 
 
-@staff_required
+@admin_required
 @require_POST
 def find(request, ae_title: str):
     node, body = _node(ae_title), _body(request)
@@ -107,7 +111,7 @@ def find(request, ae_title: str):
     )
 
 
-@staff_required
+@admin_required
 @require_POST
 def retrieve(request, ae_title: str):
     node, body = _node(ae_title), _body(request)
@@ -121,7 +125,7 @@ def retrieve(request, ae_title: str):
     return _created(job)
 
 
-@staff_required
+@admin_required
 @require_POST
 def send(request, ae_title: str):
     node, body = _node(ae_title), _body(request)
@@ -131,7 +135,7 @@ def send(request, ae_title: str):
     return _created(job)
 
 
-@staff_required
+@admin_required
 @require_GET
 def job_detail(request, job_id: int):
     job = RemoteJob.objects.select_related("node").filter(pk=job_id).first()
@@ -140,7 +144,7 @@ def job_detail(request, job_id: int):
     return JsonResponse(job_row(job))
 
 
-@staff_required
+@admin_required
 @require_GET
 def job_list(request):
     """The newest jobs, of one node with ?node=AE_TITLE."""

@@ -5,7 +5,7 @@ path runs: jobs in the worker, C-ECHO, C-FIND and C-MOVE over the network."""
 import pytest
 
 from ..conftest import pydicom_file
-from .test_worklist_browser import CHROMIUM, playwright, sign_in
+from .test_worklist_browser import CHROMIUM, playwright, sign_in, wait_js
 from .test_worklist_dicom import site  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -28,14 +28,10 @@ def test_it_tests_queries_and_retrieves_from_a_node(site, tmp_path):  # noqa: F8
         page.wait_for_selector("#node option", state="attached")
 
         page.click("#echo")
-        page.wait_for_function(
-            "document.querySelector('#echo-result').textContent === 'connected'", timeout=20000
-        )
+        wait_js(page, "document.querySelector('#echo-result').textContent === 'connected'", 20)
         page.fill("input[name=PatientID]", "1CT1")
         page.click("#query button[type=submit]")
-        page.wait_for_function(
-            "document.querySelector('#query-state').textContent === '1 studies'", timeout=20000
-        )
+        wait_js(page, "document.querySelector('#query-state').textContent === '1 studies'", 20)
         assert "CompressedSamples CT1" in page.inner_text("#matches tbody")
         page.locator("#matches tbody tr button").first.click()
         retrieve = page.locator("#jobs tbody tr", has_text="retrieve")

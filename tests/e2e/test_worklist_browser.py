@@ -8,6 +8,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from ..conftest import pydicom_file
+from ..integration.helpers import wait_until
 from ..integration.test_embedded import PASSWORD, embedded, show_logs  # noqa: F401 (fixtures)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -40,12 +41,18 @@ def page(embedded):  # noqa: F811
         assert errors == [], f"JavaScript errors: {errors}"
 
 
+def wait_js(page, expression: str, timeout: float = 30) -> None:
+    """Poll `expression` until true. (page.wait_for_function needs eval, which the
+    Content-Security-Policy of our pages forbids; page.evaluate goes through DevTools.)"""
+    wait_until(lambda: page.evaluate(expression), timeout, lambda: f"never true: {expression}")
+
+
 def sign_in(page, url: str) -> None:
     page.goto(f"{url}/")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_function("document.querySelector('#live-status')?.textContent === 'live'")
+    wait_js(page, "document.querySelector('#live-status')?.textContent === 'live'")
 
 
 def hostile_study(tmp_path: Path) -> Path:
@@ -63,9 +70,7 @@ def test_it_shows_a_study_that_arrives_while_the_worklist_is_open(embedded, page
 
     embedded.check("import", "--no-wait", str(hostile_study(tmp_path)))
 
-    page.wait_for_function(
-        f"document.querySelectorAll('#studies tbody tr').length > {before}", timeout=15000
-    )
+    wait_js(page, f"document.querySelectorAll('#studies tbody tr').length > {before}", 15)
     first_cell = page.locator("#studies tbody tr").first.locator("td").first
     # DICOM strings are data: shown as text, never parsed as markup.
     assert first_cell.inner_text() == "<img src=x onerror=alert(1)> Bobby"

@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from backend.accounts.models import AccessGroup
 from backend.nodes.models import RemoteNode
 
 pytestmark = pytest.mark.django_db
@@ -70,10 +71,37 @@ def test_it_lists_nodes_as_a_table():
         "RETRIEVE",
         "STORE",
         "TO",
+        "STUDIES",
         "NAME",
     ]
-    assert lines[1].split() == ["CT1", "10.0.0.5", "104", "yes", "yes", "yes", "CT", "room", "2"]
-    assert lines[2].split() == ["PACS", "pacs.example.org", "11112", "no", "yes", "yes"]
+    assert lines[1].split() == [
+        "CT1",
+        "10.0.0.5",
+        "104",
+        "yes",
+        "yes",
+        "yes",
+        "all",
+        "CT",
+        "room",
+        "2",
+    ]
+    assert lines[2].split() == ["PACS", "pacs.example.org", "11112", "no", "yes", "yes", "all"]
+
+
+def test_it_adds_a_node_limited_to_an_access_group():
+    group = AccessGroup.objects.create(name="Cardiology")
+
+    dicomnode("add", "CATHLAB", "10.0.0.9", "104", "--group", "Cardiology")
+
+    assert RemoteNode.objects.get().access_group == group
+    assert dicomnode("list").splitlines()[1].split()[-1] == "Cardiology"
+
+
+def test_it_refuses_an_unknown_access_group():
+    with pytest.raises(CommandError, match="no access group named 'Nope'"):
+        dicomnode("add", "CATHLAB", "10.0.0.9", "104", "--group", "Nope")
+    assert not RemoteNode.objects.exists()
 
 
 def test_it_says_when_no_node_is_registered():

@@ -452,6 +452,7 @@ class Retrieve:
     matched: int = 0
     counts: Counter = field(default_factory=Counter)
     store_assoc: Any = None  # C-MOVE: the association to the Move Destination
+    destination_node: Any = None  # C-MOVE: the registered node it is
 
     def on_store_response(self, event) -> None:
         """EVT_DIMSE_RECV on the association that carries the sub-operations."""
@@ -491,6 +492,7 @@ def handle_move(event, services: Services):
     retrieve = Retrieve("move", RETRIEVE_MODELS.get(UID(str(event.request.AffectedSOPClassUID))))
     retrieve.destination = str(event.move_destination or "").strip()
     node = services.move_destination(retrieve.destination) if services.move_destination else None
+    retrieve.destination_node = node
     if node is None:
         _audit_retrieve(services, event, retrieve, "failure", status=MOVE_DESTINATION_UNKNOWN)
         yield None, None  # pynetdicom answers A801 "Refused: Move Destination unknown"
@@ -530,7 +532,7 @@ def _retrieve_matches(event, services: Services, retrieve: Retrieve):
         return _retrieve_failed(services, event, retrieve, IDENTIFIER_DOES_NOT_MATCH, reason)
     query_error = services.query_error() or ValueError
     try:
-        studies = services.studies_for(decision.node)
+        studies = _retrievable(services, decision.node, retrieve.destination_node)
         instances = services.instances_for(identifier, model=retrieve.model, studies=studies)
     except query_error as exc:
         return _retrieve_failed(services, event, retrieve, RETRIEVE_UNABLE_TO_PROCESS, str(exc))
@@ -540,6 +542,16 @@ def _retrieve_matches(event, services: Services, retrieve: Retrieve):
     retrieve.matched = len(instances)
     retrieve.studies = list(dict.fromkeys(i.series.study.study_instance_uid for i in instances))
     return instances
+
+
+def _retrievable(services: Services, requestor, destination):
+    """The studies a retrieve may send: the requestor's and, for a C-MOVE, only those the
+    Move Destination may hold too, for a node limited to an access group receives nothing
+    else, whoever asks (backend/nodes/services.py studies_for_node)."""
+    studies = services.studies_for(requestor)
+    if destination is not None:
+        studies = studies.filter(pk__in=services.studies_for(destination).values("pk"))
+    return studies
 
 
 def _storage_contexts(instances) -> list:

@@ -16,6 +16,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from backend.accounts import audit
 from backend.archive import ingest
 from backend.archive.models import IngestRecord
 
@@ -77,6 +78,15 @@ class Command(BaseCommand):
             raise CommandError(f"no such file or folder: {', '.join(missing)}")
         quiet = options["verbosity"] < 1 or not sys.stderr.isatty()
         record_ids, unreadable = self._receive(paths, quiet)
+        audit.record(
+            "archive.import",
+            audit.SUCCESS if record_ids else audit.FAILURE,
+            detail={
+                "paths": [str(p)[:300] for p in paths[:20]],
+                "stored": len(record_ids),
+                "rejected": len(unreadable),
+            },
+        )
         if no_wait:
             self.stdout.write(f"{len(record_ids)} file(s) stored and queued for indexing.")
             for label, reason in unreadable:

@@ -1,4 +1,5 @@
-"""manage.py dicomnode add AE_TITLE HOST PORT [--name NAME] | list | remove AE_TITLE"""
+"""manage.py dicomnode add AE_TITLE HOST PORT [--name NAME] [--group GROUP] | list |
+remove AE_TITLE"""
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -25,6 +26,12 @@ class Command(BaseCommand):
         add.add_argument("host", metavar="HOST")
         add.add_argument("port", metavar="PORT")
         add.add_argument("--name", default="", help="a description, e.g. 'CT room 2'")
+        add.add_argument(
+            "--group",
+            default="",
+            metavar="NAME",
+            help="limit its queries and retrieves to this access group's studies",
+        )
         add.add_argument("--no-query", action="store_true", help="refuse its C-FIND requests")
         add.add_argument(
             "--no-retrieve", action="store_true", help="refuse its C-MOVE/C-GET requests"
@@ -42,12 +49,13 @@ class Command(BaseCommand):
         except NodeError as exc:
             raise CommandError(str(exc)) from None
 
-    def _add(self, ae_title, host, port, name, no_query, no_retrieve, no_store_to, **_):
+    def _add(self, ae_title, host, port, name, group, no_query, no_retrieve, no_store_to, **_):
         node = add_node(
             ae_title,
             host,
             port_number(port),
             name,
+            group,
             can_query=not no_query,
             can_retrieve=not no_retrieve,
             can_store_to=not no_store_to,
@@ -63,11 +71,12 @@ class Command(BaseCommand):
         if not nodes:
             self.stdout.write("no DICOM nodes registered (add one: dicomnode add AE HOST PORT)")
             return
-        rows = [("AE TITLE", "HOST", "PORT", "QUERY", "RETRIEVE", "STORE TO", "NAME")]
+        rows = [("AE TITLE", "HOST", "PORT", "QUERY", "RETRIEVE", "STORE TO", "STUDIES", "NAME")]
         for node in nodes:
             flags = (node.can_query, node.can_retrieve, node.can_store_to)
             yes_no = ["yes" if flag else "no" for flag in flags]
-            rows.append((node.ae_title, node.host, str(node.port), *yes_no, node.name))
+            studies = node.access_group.name if node.access_group else "all"
+            rows.append((node.ae_title, node.host, str(node.port), *yes_no, studies, node.name))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             line = "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True))
