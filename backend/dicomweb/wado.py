@@ -88,13 +88,14 @@ class OutgoingInstance:
 
 def plan_instances(instances: list[Instance], syntaxes: set[str]) -> list[OutgoingInstance]:
     """How each instance leaves: as stored, or decoded to Explicit VR Little Endian.
-    Instances stored in Implicit VR, which web services do not use (PS3.18 §8.7.3), leave
-    as Explicit VR (the same values, re-encoded). 406 when an instance can be sent in none
-    of the syntaxes the client takes, or would need decoding that failed at ingest."""
+    transfer-syntax=* always gets the stored file byte for byte, even one stored in
+    Implicit VR (what "as stored" promises); Implicit VR is never produced otherwise
+    (PS3.18 §8.7.3). 406 when an instance can be sent in none of the syntaxes the client
+    takes, or would need decoding that failed at ingest."""
     planned = []
     for instance in instances:
         stored = instance.transfer_syntax_uid
-        if stored != ImplicitVRLittleEndian and (ANY in syntaxes or stored in syntaxes):
+        if ANY in syntaxes or (stored in syntaxes and stored != ImplicitVRLittleEndian):
             planned.append(OutgoingInstance(instance, stored, True))
             continue
         if ExplicitVRLittleEndian not in syntaxes and ANY not in syntaxes:

@@ -168,6 +168,7 @@ def test_it_retrieves_one_instance(w_client, w_ct):
     "name",
     [
         "CT_small.dcm",
+        "MR_small_implicit.dcm",  # Implicit VR: still as stored when asked for "*"
         "JPEG2000.dcm",
         "MR_small_RLE.dcm",
         "SC_rgb_rle.dcm",
