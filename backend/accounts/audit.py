@@ -26,19 +26,30 @@ def record(
     patient_id: str = "",
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one audit event. Values are cut to their column's size, never refused:
-    an audit row must not fail because a peer sent a long or odd value."""
+    """Append one audit event. Values are cut to their column's size and NUL characters
+    (which PostgreSQL text and jsonb refuse) replaced, never refused: an audit row must
+    not fail because a peer sent a long or odd value."""
     return AuditEvent.objects.create(
         event_type=event_type,
         outcome=outcome,
         user=user,
-        calling_ae=calling_ae[:16],
-        called_ae=called_ae[:16],
-        peer_address=peer_address[:64],
-        study_instance_uid=study_instance_uid[:64],
-        patient_id=patient_id[:64],
-        detail=detail or {},
+        calling_ae=_clean(calling_ae)[:16],
+        called_ae=_clean(called_ae)[:16],
+        peer_address=_clean(peer_address)[:64],
+        study_instance_uid=_clean(study_instance_uid)[:64],
+        patient_id=_clean(patient_id)[:64],
+        detail=_clean(detail or {}),
     )
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
 
 
 REPEAT_SECONDS = 300

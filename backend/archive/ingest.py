@@ -130,7 +130,7 @@ class BackgroundRecorder:
     ) -> uuid.UUID:
         """Spool durably (fsync, rename, directory fsync) and return; recording follows."""
         record_id, size, sha256 = get_spool().receive(chunks)
-        received = Received(detail, calling_ae=calling_ae)
+        received = Received(detail, calling_ae=calling_ae.replace("\x00", ""))
         self._waiting.put((received, record_id, size, sha256, source))
         return record_id
 
@@ -191,7 +191,7 @@ def record_spooled(
             id=record_id,
             source=source,
             source_detail=detail[:1000],
-            calling_ae=calling_ae[:16],
+            calling_ae=calling_ae.replace("\x00", "")[:16],
             user=user,
             size=size,
             sha256=sha256,
