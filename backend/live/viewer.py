@@ -72,8 +72,11 @@ class ViewerConsumer(AsyncWebsocketConsumer):
         self.in_flight = 0
         self.queue: deque[viewing.FrameRef] = deque()
         self.wake = asyncio.Event()
+        self.recent: deque[tuple[str, int]] = deque(maxlen=2 * WINDOW)
+        # The page opens the first series with frames on its middle slice: start there.
         first = next((uid for uid, stack in self.stacks.items() if stack), None)
-        self._prioritise(first, 0, [first] if first else [])
+        middle = len(self.stacks[first]) // 2 if first else 0
+        self._prioritise(first, middle, [first] if first else [])
         await self.send(text_data=json.dumps(manifest))
         self.pump = asyncio.create_task(self._pump())
 
@@ -132,7 +135,9 @@ class ViewerConsumer(AsyncWebsocketConsumer):
             if series not in self.stacks or not isinstance(ranges, str):
                 continue
             held = _parse_ranges(ranges, len(self.stacks[series]))
-            self.sent = {key for key in self.sent if key[0] != series}
+            # Frames still on their way are not in the page's list yet: not due again.
+            on_the_way = {key for key in self.recent if key[0] == series}
+            self.sent = {key for key in self.sent if key[0] != series} | on_the_way
             self.sent.update((series, index) for index in held)
 
     async def _pump(self) -> None:
@@ -142,6 +147,7 @@ class ViewerConsumer(AsyncWebsocketConsumer):
                 if (ref.series, ref.index) in self.sent:
                     continue
                 self.sent.add((ref.series, ref.index))
+                self.recent.append((ref.series, ref.index))
                 self.in_flight += 1
                 await self.send(bytes_data=await asyncio.to_thread(self._message, ref))
             self.wake.clear()
