@@ -2,16 +2,11 @@
 
 A viewer reads a series as hundreds of frame requests; one audit row per request would
 drown the log. Retrieves are recorded once per user, study and kind of resource per
-REPEAT_SECONDS in each web process; every query and every store is recorded.
+audit.REPEAT_SECONDS in each web process (audit.record_once); every query and every
+store is recorded.
 """
 
-import time
-
 from backend.accounts import audit
-
-REPEAT_SECONDS = 300
-_recent: dict[tuple, float] = {}
-_MAX_RECENT = 10_000
 
 
 def client_address(request) -> str:
@@ -30,14 +25,8 @@ def queried(request, level: str, outcome: str = audit.SUCCESS, **detail) -> None
 
 
 def retrieved(request, study, kind: str) -> None:
-    key = (request.user.pk, study.pk, kind)
-    now = time.monotonic()
-    if _recent.get(key, 0) > now:
-        return
-    if len(_recent) > _MAX_RECENT:
-        _recent.clear()
-    _recent[key] = now + REPEAT_SECONDS
-    audit.record(
+    audit.record_once(
+        (request.user.pk, study.pk, kind),
         "dicomweb.retrieve",
         user=request.user,
         peer_address=client_address(request),

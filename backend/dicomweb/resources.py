@@ -4,16 +4,14 @@ A resource the user may not see answers exactly as one that does not exist (404)
 request never reveals that a study is there.
 """
 
-import re
-
 from django.db.models import QuerySet
 
 from backend.archive.access import visible_studies
 from backend.archive.models import Instance, Series, Study
+from backend.archive.query import _UID  # PS3.5 §9.1, as C-FIND checks it
 
 from .errors import DicomWebError
 
-_UID = re.compile(r"(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*))*")
 INSTANCE_ORDER = ("series__series_number", "series__pk", "slice_index", "instance_number", "pk")
 
 
