@@ -15,8 +15,8 @@ import pytest
 from backend.accounts import twofactor
 
 from ..integration.test_embedded import PASSWORD, embedded, show_logs  # noqa: F401 (fixtures)
+from .test_worklist_browser import CHROMIUM, launch_chromium
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed"),
@@ -27,17 +27,7 @@ playwright = pytest.importorskip("playwright.sync_api", reason="playwright is no
 @pytest.fixture
 def page(embedded):  # noqa: F811
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
