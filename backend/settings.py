@@ -321,6 +321,12 @@ LIGHTBOX_CORS_ALLOWED_ORIGINS = envlist("LIGHTBOX_CORS_ALLOWED_ORIGINS")
 if not 1 <= LIGHTBOX_QIDO_DEFAULT_LIMIT <= LIGHTBOX_QIDO_MAX_LIMIT:
     raise ImproperlyConfigured("LIGHTBOX_QIDO_DEFAULT_LIMIT must be 1..LIGHTBOX_QIDO_MAX_LIMIT")
 
+# Worklist (docs/worklist.md). A study never opened by a user shows as new to them for this
+# many hours after it arrived or last grew. Uploads from the worklist are limited in size
+# (per file, or per .zip counting what it unpacks to) like STOW-RS bodies.
+LIGHTBOX_WORKLIST_NEW_HOURS = envint("LIGHTBOX_WORKLIST_NEW_HOURS", "24")
+LIGHTBOX_UPLOAD_MAX_BYTES = envint("LIGHTBOX_UPLOAD_MAX_BYTES", str(2 << 30))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

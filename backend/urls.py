@@ -7,7 +7,7 @@ from backend.live import views as live_views
 from backend.nodes import views as node_views
 
 urlpatterns = [
-    path("", archive_views.worklist, name="worklist"),
+    path("", archive_views.worklist_page, name="worklist"),
     path("", include("backend.accounts.urls_auth")),
     path("manage/", include("backend.accounts.urls_manage")),
     path("healthz", archive_views.healthz, name="healthz"),
@@ -25,6 +25,8 @@ urlpatterns = [
         name="api-instance-tags",
     ),
     path("api/studies", archive_views.study_list, name="api-studies"),
+    path("api/upload", archive_views.upload, name="api-upload"),
+    path("api/upload/status", archive_views.upload_status, name="api-upload-status"),
     path(
         "api/series/<int:series_id>/thumbnail",
         archive_views.series_thumbnail,

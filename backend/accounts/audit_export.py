@@ -403,6 +403,7 @@ EVENTS: dict[str, Kind] = {
     "dicomweb.retrieve": Kind(INSTANCES_ACCESSED, READ, accessed_by_user),
     "archive.import": Kind(IMPORT, CREATE, imported),
     "web.retrieve": Kind(INSTANCES_ACCESSED, READ, accessed_by_user),
+    "web.upload": Kind(INSTANCES_TRANSFERRED, CREATE, received_from_user),
     "viewer.study_opened": Kind(INSTANCES_ACCESSED, READ, accessed_by_user),
     "viewer.images_streamed": Kind(INSTANCES_ACCESSED, READ, accessed_by_user),
     # Signing in (backend/accounts/signin.py, throttle.py)

@@ -251,3 +251,18 @@ class IngestRecord(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in self.FINAL_STATES
+
+
+class StudyOpened(models.Model):
+    """When a user last opened a study in the viewer: the worklist marks a study new to them
+    until they open it, and again when it grows afterwards."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="+")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    opened_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "study"], name="study_opened_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} opened {self.study_id} at {self.opened_at}"

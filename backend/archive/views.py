@@ -3,16 +3,16 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, UnreadablePostError
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_POST
 
 from backend.accounts import audit
 
-from .access import visible_series, visible_studies
+from . import upload as uploads
+from . import worklist
+from .access import visible_series
 from .storage import StorageError, get_storage
-
-PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 
 
 @require_GET
@@ -25,47 +25,75 @@ def healthz(request):
 
 @login_required
 @require_GET
-def worklist(request):
+@ensure_csrf_cookie  # uploads are POSTs from the page
+def worklist_page(request):
     return FileResponse(
         open(settings.BASE_DIR / "frontend" / "index.html", "rb"),
         content_type="text/html; charset=utf-8",
     )
 
 
-def _bounded_int(value: str | None, default: int, low: int, high: int) -> int:
-    try:
-        return min(max(int(value), low), high) if value is not None else default
-    except ValueError:
-        return default
-
-
 @login_required
 @require_GET
 def study_list(request):
-    """The newest studies the user may see, paged (?limit=, ?offset=)."""
-    limit = _bounded_int(request.GET.get("limit"), PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    offset = _bounded_int(request.GET.get("offset"), 0, 0, 10_000_000)
-    studies = visible_studies(request.user).select_related("patient").order_by("-updated_at")
-    rows = [_study_row(s) for s in studies[offset : offset + limit]]
-    return JsonResponse({"studies": rows, "limit": limit, "offset": offset})
+    """One page of the worklist: the studies the user may see that match the search
+    (backend/archive/worklist.py for the fields), with the number that match in all."""
+    try:
+        search = worklist.parse(request.GET)
+    except worklist.SearchError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    rows, total = worklist.page(request.user, search)
+    return JsonResponse(
+        {
+            "studies": rows,
+            "total": total,
+            "limit": search.limit,
+            "offset": search.offset,
+            "sort": search.sort,
+        }
+    )
 
 
-def _study_row(study) -> dict:
-    patient = study.patient
-    return {
-        "study_instance_uid": study.study_instance_uid,
-        "patient_name": patient.patient_name,
-        "patient_id": patient.patient_id,
-        "patient_birth_date": patient.patient_birth_date,
-        "patient_sex": patient.patient_sex,
-        "study_date": study.study_date,
-        "study_time": study.study_time,
-        "modalities_in_study": study.modalities_in_study,
-        "study_description": study.study_description,
-        "accession_number": study.accession_number,
-        "number_of_series": study.number_of_series,
-        "number_of_instances": study.number_of_instances,
-    }
+@require_POST
+def upload(request):
+    """One dropped or picked file (the body, its name in ?name=), or a .zip of them. Answers
+    each file's result; indexing follows in a worker (upload_status)."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "sign in to upload"}, status=401)
+    name = (request.GET.get("name") or "upload").replace("\x00", "")[:500]
+    try:
+        results = uploads.upload(request, name, request.user)
+    except uploads.UploadError as exc:
+        results = [uploads.FileResult(name, "skipped", str(exc))]
+    except (OSError, UnreadablePostError) as exc:
+        return JsonResponse({"error": f"the upload was cut off: {exc}"}, status=400)
+    received = [r for r in results if r.status == "received"]
+    audit.record(
+        "web.upload",
+        audit.SUCCESS if received or not results else audit.FAILURE,
+        user=request.user,
+        peer_address=request.META.get("REMOTE_ADDR", ""),
+        study_instance_uid=_only({r.study_instance_uid for r in received}),
+        detail={
+            "name": name,
+            "received": len(received),
+            "not_stored": len(results) - len(received),
+            "studies": sorted({r.study_instance_uid for r in received})[:50],
+        },
+    )
+    return JsonResponse({"files": [r.as_json() for r in results]})
+
+
+def _only(values: set[str]) -> str:
+    return next(iter(values)) if len(values) == 1 else ""
+
+
+@require_GET
+def upload_status(request):
+    """How indexing ended for the user's uploaded files: ?id=<id>&id=<id>…"""
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "sign in"}, status=401)
+    return JsonResponse({"files": uploads.status(request.user, request.GET.getlist("id"))})
 
 
 @login_required

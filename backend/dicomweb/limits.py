@@ -2,14 +2,18 @@
 
 Django's ASGI handler reads a whole request body into a temporary file before any view
 runs, so a view cannot stop a huge STOW-RS body in time. This ASGI wrapper answers 413 as
-soon as the declared or received length passes LIGHTBOX_STOW_MAX_BYTES.
+soon as the declared or received length passes LIGHTBOX_STOW_MAX_BYTES (worklist uploads:
+LIGHTBOX_UPLOAD_MAX_BYTES).
 """
 
 import json
 
 from django.conf import settings
 
-LIMITED_PREFIXES = ("/dicomweb/",)
+LIMITED_PREFIXES = {
+    "/dicomweb/": "LIGHTBOX_STOW_MAX_BYTES",
+    "/api/upload": "LIGHTBOX_UPLOAD_MAX_BYTES",
+}
 
 
 class BodyLimit:
@@ -17,9 +21,10 @@ class BodyLimit:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith(LIMITED_PREFIXES):
+        setting = _limit_for(scope)
+        if setting is None:
             return await self.app(scope, receive, send)
-        limit = settings.LIGHTBOX_STOW_MAX_BYTES
+        limit = getattr(settings, setting)
         if _declared_length(scope) > limit:
             return await _too_large(send, limit)
         state = {"received": 0, "exceeded": False, "started": False}
@@ -41,6 +46,12 @@ class BodyLimit:
         await self.app(scope, limited_receive, watched_send)
         if state["exceeded"] and not state["started"]:
             await _too_large(send, limit)
+
+
+def _limit_for(scope) -> str | None:
+    if scope["type"] != "http":
+        return None
+    return next((s for p, s in LIMITED_PREFIXES.items() if scope["path"].startswith(p)), None)
 
 
 def _declared_length(scope) -> int:
