@@ -62,7 +62,18 @@ class Study(models.Model):
 
     class Meta:
         verbose_name_plural = "studies"
-        indexes = [models.Index(fields=["-study_date", "-study_time"], name="study_date_desc")]
+        # The worklist sorts by each of these, then by id so pages never overlap
+        # (backend/archive/worklist.py); each index serves both directions. Newest study
+        # date first has its own index on PostgreSQL (migration 0004: NULLS LAST).
+        indexes = [
+            models.Index(fields=["-study_date", "-study_time"], name="study_date_desc"),
+            models.Index(fields=["updated_at", "id"], name="worklist_received"),
+            models.Index(fields=["accession_number", "id"], name="worklist_accession"),
+            models.Index(fields=["study_description_search", "id"], name="worklist_description"),
+            models.Index(fields=["modalities_in_study", "id"], name="worklist_modalities"),
+            models.Index(fields=["number_of_series", "id"], name="worklist_series"),
+            models.Index(fields=["number_of_instances", "id"], name="worklist_images"),
+        ]
 
     def __str__(self) -> str:
         return self.study_instance_uid

@@ -37,16 +37,18 @@ def worklist_page(request):
 @require_GET
 def study_list(request):
     """One page of the worklist: the studies the user may see that match the search
-    (backend/archive/worklist.py for the fields), with the number that match in all."""
+    (backend/archive/worklist.py for the fields), with the number that match in all, or
+    worklist.COUNT_LIMIT and total_exact false when there are more."""
     try:
         search = worklist.parse(request.GET)
     except worklist.SearchError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    rows, total = worklist.page(request.user, search)
+    found = worklist.page(request.user, search)
     return JsonResponse(
         {
-            "studies": rows,
-            "total": total,
+            "studies": found.rows,
+            "total": found.total,
+            "total_exact": found.exact,
             "limit": search.limit,
             "offset": search.offset,
             "sort": search.sort,

@@ -31,6 +31,8 @@ from .models import Patient, Study, StudyOpened
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 MAX_OFFSET = 10_000_000
+COUNT_LIMIT = 1_000
+PATIENTS_FIRST_MAX = 2_000
 MAX_TEXT = 64  # longer than any of the DICOM values searched (PN components, LO, SH)
 
 # Sort keys the page offers → columns, with the primary key last so pages never overlap.
@@ -48,6 +50,9 @@ SORTS: dict[str, tuple[str, ...]] = {
     "received": ("updated_at",),
 }
 DEFAULT_SORT = "-study_date"
+# A missing value sorts as the lowest: last when newest first, first when oldest first, so
+# one index serves both directions (migration 0004).
+NULLABLE = {"study_date", "study_time", "patient__patient_birth_date"}
 
 
 class SearchError(ValueError):
@@ -125,25 +130,37 @@ def studies(user, search: Search) -> QuerySet[Study]:
     """The studies `user` may see that match, in the requested order (not yet cut)."""
     rows = visible_studies(user).filter(_conditions(search))
     columns = SORTS[search.sort.removeprefix("-")]
-    descending = search.sort.startswith("-")
-    order = [
-        F(c).desc(nulls_last=True) if descending else F(c).asc(nulls_last=True) for c in columns
-    ]
-    return rows.order_by(*order, "-pk" if descending else "pk")
+    if search.sort.startswith("-"):
+        order = [F(c).desc(nulls_last=True) if c in NULLABLE else F(c).desc() for c in columns]
+        return rows.order_by(*order, "-pk")
+    order = [F(c).asc(nulls_first=True) if c in NULLABLE else F(c).asc() for c in columns]
+    return rows.order_by(*order, "pk")
 
 
-def page(user, search: Search) -> tuple[list[dict], int]:
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict]
+    total: int  # how many match, counted up to COUNT_LIMIT
+    exact: bool  # False: at least `total` match
+
+
+def page(user, search: Search) -> Page:
     """One page of worklist rows and how many studies match in all."""
     matching = studies(user, search)
-    total = matching.count()
+    # Ids first: skipping `offset` rows then walks an index alone, and only the page's
+    # rows are joined to their patient and read whole.
+    ids = list(matching.values_list("pk", flat=True)[search.offset : search.offset + search.limit])
     opened = StudyOpened.objects.filter(user=user, study=OuterRef("pk")).values("opened_at")
-    rows = (
-        matching.select_related("patient")
-        .annotate(opened_at=Subquery(opened[:1]))
-        .all()[search.offset : search.offset + search.limit]
-    )
+    found = Study.objects.select_related("patient").annotate(opened_at=Subquery(opened[:1]))
+    by_id = found.in_bulk(ids)
     new_since = timezone.now() - timedelta(hours=settings.LIGHTBOX_WORKLIST_NEW_HOURS)
-    return [row(study, new_since) for study in rows], total
+    rows = [row(by_id[pk], new_since) for pk in ids if pk in by_id]
+    if search.offset == 0 and len(ids) < search.limit:
+        return Page(rows, len(ids), True)  # all of them are on this page: no count needed
+    # Counting every match of a broad search would cost more than the page; past
+    # COUNT_LIMIT the page says "1,000+" and keeps paging.
+    total = matching.order_by().values("pk")[: COUNT_LIMIT + 1].count()
+    return Page(rows, min(total, COUNT_LIMIT), total <= COUNT_LIMIT)
 
 
 def row(study: Study, new_since: datetime.datetime) -> dict:
@@ -181,13 +198,7 @@ def mark_opened(user, study: Study) -> None:
 
 
 def _conditions(search: Search) -> Q:
-    conditions = [Q()]
-    if search.name:
-        patients = _words("patient_name_search", search.name)
-        # Names are matched on the (smaller) patient table first, then studies by key.
-        conditions.append(Q(patient__in=Patient.objects.filter(patients).values("pk")))
-    if search.patient_id:
-        conditions.append(_prefix("patient__patient_id", search.patient_id))
+    conditions = [_patients(search)]
     if search.accession:
         conditions.append(_prefix("accession_number", search.accession))
     if search.description:
@@ -199,6 +210,26 @@ def _conditions(search: Search) -> Q:
     if search.date_to:
         conditions.append(Q(study_date__lte=search.date_to))
     return functools.reduce(operator.and_, conditions)
+
+
+def _patients(search: Search) -> Q:
+    """Name and patient ID are matched on the (smaller) patient table first. When few
+    patients match, their keys go to the study query as a list: PostgreSQL then reads just
+    their studies, where it would otherwise walk every study in date order testing each
+    one's patient (its estimate for a word inside a name is blind) — ~150 ms at 100,000
+    studies for a rare name instead of a few."""
+    conditions = [Q()]
+    if search.name:
+        conditions.append(_words("patient_name_search", search.name))
+    if search.patient_id:
+        conditions.append(_prefix("patient_id", search.patient_id))
+    if len(conditions) == 1:
+        return Q()
+    patients = Patient.objects.filter(functools.reduce(operator.and_, conditions))
+    keys = list(patients.values_list("pk", flat=True)[: PATIENTS_FIRST_MAX + 1])
+    if len(keys) <= PATIENTS_FIRST_MAX:
+        return Q(patient_id__in=keys)
+    return Q(patient__in=patients.values("pk"))  # broad: walking the sort order is better
 
 
 def _words(column: str, value: str) -> Q:

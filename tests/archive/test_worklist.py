@@ -126,9 +126,9 @@ def test_rows_carry_what_the_worklist_shows(archive, client, reader):
     assert row["study_instance_uid"] == archive["ACC1"].study_instance_uid
 
 
-def test_sorting_every_column_both_ways_with_missing_values_last(archive, client, reader):
+def test_sorting_every_column_both_ways_a_missing_value_as_the_lowest(archive, client, reader):
     assert accessions(client) == ["ACC2", "ACC1", "xa-9", "ACC30"]  # newest study date first
-    assert accessions(client, sort="study_date") == ["xa-9", "ACC1", "ACC2", "ACC30"]
+    assert accessions(client, sort="study_date") == ["ACC30", "xa-9", "ACC1", "ACC2"]
     names = [
         s["patient_name"]
         for s in client.get("/api/studies", {"sort": "patient_name"}).json()["studies"]
@@ -147,6 +147,16 @@ def test_pages_are_cut_on_the_server_and_never_overlap(archive, client, reader):
         assert answer["total"] == 4
         seen += [s["accession_number"] for s in answer["studies"]]
     assert sorted(seen) == ["ACC1", "ACC2", "ACC30", "xa-9"]
+
+
+def test_counting_stops_at_the_limit_and_says_so(archive, client, reader, monkeypatch):
+    monkeypatch.setattr(worklist, "COUNT_LIMIT", 2)
+    answer = client.get("/api/studies", {"limit": 1}).json()
+    assert (answer["total"], answer["total_exact"]) == (2, False)
+    answer = client.get("/api/studies", {"limit": 1, "name": "yamada"}).json()
+    assert (answer["total"], answer["total_exact"]) == (1, True)
+    answer = client.get("/api/studies", {"limit": 1, "offset": 3}).json()
+    assert [s["accession_number"] for s in answer["studies"]] == ["ACC30"]  # paging goes on
 
 
 def test_a_study_is_new_until_the_user_opens_it_and_again_when_it_grows(

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  DEFAULT_SORT, isoDate, modalities, nextSort, personName, presetRange, queryFor, rangeText, shortTime,
+  DEFAULT_SORT, hasNext, isoDate, modalities, nextSort, personName, presetRange, queryFor, rangeText, shortTime,
 } from "../../frontend/js/worklist/search.js";
 import { describe, summarize } from "../../frontend/js/worklist/upload.js";
 
@@ -53,6 +53,16 @@ test("times, modalities and the page range", () => {
   assert.equal(modalities("CT\\PT\\SR"), "CT, PT, SR");
   assert.equal(rangeText(0, 50, 123456), "1–50 of 123,456");
   assert.equal(rangeText(0, 0, 0), "no studies");
+  assert.equal(rangeText(950, 50, 1000, false), "951–1,000 of 1,000+");
+  assert.equal(rangeText(5000, 50, 1000, false), "5,001–5,050 of 5,050+");
+  assert.equal(rangeText(100, 0, 100), "no studies past 100");
+});
+
+test("a next page exists while the page is full and the count says more, or stopped counting", () => {
+  assert.equal(hasNext(0, 50, 55, true, 50), true);
+  assert.equal(hasNext(50, 5, 55, true, 50), false);
+  assert.equal(hasNext(0, 50, 50, true, 50), false);
+  assert.equal(hasNext(5000, 50, 1000, false, 50), true);
 });
 
 test("upload lines are described in words and counted for the summary", () => {

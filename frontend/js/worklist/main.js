@@ -5,7 +5,7 @@
  */
 import { connectLive } from "../net/live.js";
 import {
-  DEFAULT_SORT, PAGE_SIZE, modalities, nextSort, personName, presetRange, queryFor, rangeText,
+  DEFAULT_SORT, PAGE_SIZE, hasNext, modalities, nextSort, personName, presetRange, queryFor, rangeText,
   shortTime,
 } from "./search.js";
 import { describe, droppedFiles, pickedFiles, summarize, uploadAll } from "./upload.js";
@@ -58,7 +58,7 @@ function showError(message) {
   searchStatus.classList.add("error");
 }
 
-function render({ studies, total, offset }) {
+function render({ studies, total, total_exact: exact, offset }) {
   state.total = total;
   state.offset = offset;
   const focused = document.activeElement?.closest?.("#studies tbody tr");
@@ -67,10 +67,10 @@ function render({ studies, total, offset }) {
   empty.textContent = hasCriteria()
     ? "No study matches this search."
     : "No studies yet. Drop DICOM files here, send images to the DICOM port, or run manage.py import.";
-  searchStatus.textContent = rangeText(offset, studies.length, total);
+  searchStatus.textContent = rangeText(offset, studies.length, total, exact);
   document.querySelector("#page-range").textContent = searchStatus.textContent;
   document.querySelector("#previous").disabled = offset === 0;
-  document.querySelector("#next").disabled = offset + studies.length >= total;
+  document.querySelector("#next").disabled = !hasNext(offset, studies.length, total, exact, PAGE_SIZE);
   for (const th of headers) {
     const column = th.dataset.sort;
     const sorted = state.sort.replace(/^-/, "") === column;

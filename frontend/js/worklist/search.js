@@ -89,9 +89,18 @@ export function modalities(value) {
   return value ? value.split("\\").filter(Boolean).join(", ") : "";
 }
 
-/** "1–50 of 1,234" */
-export function rangeText(offset, shown, total) {
+/**
+ * "1–50 of 1,234", or "1–50 of 1,000+" when the server stopped counting (total_exact false).
+ * @param {number} offset @param {number} shown @param {number} total @param {boolean} exact
+ */
+export function rangeText(offset, shown, total, exact = true) {
   const format = (n) => n.toLocaleString("en");
-  if (total === 0) return "no studies";
-  return `${format(offset + 1)}–${format(offset + shown)} of ${format(total)}`;
+  if (shown === 0) return offset === 0 ? "no studies" : `no studies past ${format(offset)}`;
+  const of = exact ? format(total) : `${format(Math.max(total, offset + shown))}+`;
+  return `${format(offset + 1)}–${format(offset + shown)} of ${of}`;
+}
+
+/** Whether a page follows the one shown. */
+export function hasNext(offset, shown, total, exact, pageSize) {
+  return shown === pageSize && (!exact || offset + shown < total);
 }
