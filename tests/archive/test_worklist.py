@@ -220,18 +220,19 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(client):
         ({"name": "x" * 65}, "longer than"),
     ],
 )
-def test_bad_searches_get_a_clear_400(archive, client, reader, params, words):
+def test_bad_searches_get_a_clear_400(client, reader, params, words):
     response = client.get("/api/studies", params)
     assert response.status_code == 400
     assert words in response.json()["error"]
 
 
-@pytest.mark.parametrize(
-    "value",
-    ["<script>alert(1)</script>", "' OR 1=1 --", "%", "_", "\\", "名前", "\x00abc", "😀", "^^^"],
-)
-def test_hostile_text_is_only_text(archive, client, reader, value):
-    for field in ("name", "patient_id", "accession", "description", "modality"):
-        response = client.get("/api/studies", {field: value})
-        assert response.status_code == 200
-        assert response.json()["total"] == 0 or value == "^^^"
+HOSTILE = ["<script>alert(1)</script>", "' OR 1=1 --", "%", "_", "\\", "名前", "\x00abc", "😀"]
+
+
+def test_hostile_text_is_only_text(archive, client, reader):
+    for value in HOSTILE:
+        for field in ("name", "patient_id", "accession", "description", "modality"):
+            response = client.get("/api/studies", {field: value})
+            assert response.status_code == 200, (field, value)
+            assert response.json()["total"] == 0, (field, value)
+    assert client.get("/api/studies", {"name": "^^^"}).json()["total"] == 4  # no words: all
