@@ -5,6 +5,7 @@ received, and leaves only after its outcome is committed to the database. So lis
 spool after a crash finds exactly the work that is not finished.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -87,13 +88,22 @@ class Spool:
         """Count one more attempt at indexing a spooled file; returns its number (1-based)."""
         state = self._read_attempts(record_id)
         state["count"] += 1
-        self._attempts_path(record_id).write_text(json.dumps(state))
+        self._write_attempts(record_id, state)
         return state["count"]
 
     def note_error(self, record_id: uuid.UUID, error: str) -> None:
         state = self._read_attempts(record_id)
         state["error"] = error[:2000]
-        self._attempts_path(record_id).write_text(json.dumps(state))
+        self._write_attempts(record_id, state)
+
+    def _write_attempts(self, record_id: uuid.UUID, state: dict) -> None:
+        # On a full disk the marker is not kept, as after a power cut: indexing is what
+        # empties the spool, so it must not stop because the spool is full.
+        try:
+            self._attempts_path(record_id).write_text(json.dumps(state))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
 
     def last_error(self, record_id: uuid.UUID) -> str:
         return self._read_attempts(record_id)["error"]

@@ -37,6 +37,13 @@ log = logging.getLogger("lightbox.nodes")
 STALE_AFTER = timedelta(minutes=15)
 # Study Root (PS3.4 C.6.2): no PATIENT level.
 FIND_LEVELS = ("STUDY", "SERIES", "IMAGE")
+# Hierarchical query (PS3.4 C.4.1.2.2.1, the baseline: relational queries are not
+# negotiated): below STUDY level, the unique key of each level above, with a single value.
+LEVELS_ABOVE = {
+    "STUDY": (),
+    "SERIES": ("StudyInstanceUID",),
+    "IMAGE": ("StudyInstanceUID", "SeriesInstanceUID"),
+}
 RETRIEVE_METHODS = ("move", "get")
 UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 Kind = RemoteJob.Kind
@@ -60,7 +67,8 @@ def start_echo(node: RemoteNode, user=None) -> RemoteJob:
 
 
 def start_find(node: RemoteNode, keys: dict[str, str], level: str, user=None) -> RemoteJob:
-    """Queue a Study Root C-FIND. keys: DICOM keyword → matching value ("" to return it)."""
+    """Queue a Study Root C-FIND. keys: DICOM keyword → matching value ("" to return it);
+    at SERIES level the study's StudyInstanceUID, at IMAGE level its SeriesInstanceUID too."""
     level = str(level).upper()
     if level not in FIND_LEVELS:
         raise JobError(f"level must be one of {', '.join(FIND_LEVELS)} (Study Root, PS3.4 C.6.2)")
@@ -71,6 +79,8 @@ def start_find(node: RemoteNode, keys: dict[str, str], level: str, user=None) ->
             raise JobError(f"{keyword!r} is not a DICOM keyword usable as a query key")
         if not isinstance(value, str) or len(value) > 1024:
             raise JobError(f"the value of {keyword} must be text")
+    for keyword in LEVELS_ABOVE[level]:
+        _uid(keys.get(keyword), keyword)
     return _start(node, Kind.FIND, {"level": level, "keys": keys}, user)
 
 

@@ -1,9 +1,11 @@
 """The spool: received files, durable and listed until their outcome is committed."""
 
+import errno
 import hashlib
 import os
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +92,24 @@ def test_it_cleans_only_old_temporaries(spool):
     age(old, 7200)
     assert spool.clean_tmp(older_than_seconds=3600) == 1
     assert not old.exists() and new.exists()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_it_counts_attempts_without_a_marker_on_a_full_disk(spool, monkeypatch, code):
+    # Indexing is what empties a full spool: a marker it cannot write must not stop it
+    # (tests/dimse/test_disk_full.py does this on a real full tmpfs).
+    record_id, _, _ = spool.receive(iter([b"DICM"]))
+
+    def full(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert spool.begin_attempt(record_id) == 1
+    spool.note_error(record_id, "boom")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "denied")
+
+    monkeypatch.setattr(Path, "write_text", denied)
+    with pytest.raises(PermissionError):  # other errors still fail the attempt
+        spool.begin_attempt(record_id)

@@ -30,6 +30,17 @@ needs_dcmtk = pytest.mark.skipif(
 )
 
 
+def pytest_collection_modifyitems(items):
+    """Mark the PostgreSQL variants as transactional database tests. pytest-django sets up
+    only the test databases that collected tests ask for by marker or fixture name, and the
+    `site` fixture asks through getfixturevalue: run alone, these tests would otherwise
+    find no test database and use DATABASE_URL's own."""
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        if "postgres_site" in item.fixturenames or (params and params.get("site") == "postgres"):
+            item.add_marker(pytest.mark.django_db(transaction=True))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield

@@ -270,6 +270,14 @@ def test_it_does_not_run_a_finished_or_cancelled_job(node, tasks):
     [
         (lambda n: jobs.start_find(n, {"StudyInstanceUID": ""}, "PATIENT"), "level"),
         (lambda n: jobs.start_find(n, {"NotAKeyword": ""}, "STUDY"), "keyword"),
+        # Hierarchical queries name the level above with a single UID (PS3.4 C.4.1.2.2.1).
+        (lambda n: jobs.start_find(n, {"SeriesInstanceUID": ""}, "SERIES"), "StudyInstanceUID"),
+        (
+            lambda n: jobs.start_find(
+                n, {"StudyInstanceUID": "1.2.3", "SOPInstanceUID": ""}, "IMAGE"
+            ),
+            "SeriesInstanceUID",
+        ),
         (lambda n: jobs.start_retrieve(n, "1.2.*"), "valid UID"),
         (lambda n: jobs.start_retrieve(n, "1.2.3", method="fetch"), "method"),
         (lambda n: jobs.start_send(n, "1.2.3"), "no instances"),

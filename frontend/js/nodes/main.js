@@ -1,30 +1,54 @@
 /**
- * Remote DICOM nodes: test a node, query it, retrieve a study from it, send one to it, and
- * follow the jobs. Every value from a node is set as text, never markup.
+ * Remote DICOM nodes: test a node, query it, list a study's series on it, retrieve a study
+ * or one series from it by C-MOVE or C-GET, send a study to it, and follow the jobs. Every
+ * value from a node is set as text, never markup.
  */
 import { api } from "../net/api.js";
+import {
+  STUDY_KEYS, SERIES_KEYS, describeJob, retrieveRequest, seriesKeys, sortSeries,
+} from "./queries.js";
 
 const $ = (selector) => document.querySelector(selector);
-const RETURN_KEYS = ["PatientName", "PatientID", "StudyDate", "ModalitiesInStudy",
-  "StudyDescription", "AccessionNumber", "NumberOfStudyRelatedInstances", "StudyInstanceUID"];
 
-/** @param {string[]} values @param {HTMLElement} [last] */
-function row(values, last) {
+/** @param {string[]} values @param {HTMLElement[]} [actions] */
+function row(values, actions = []) {
   const tr = document.createElement("tr");
   for (const value of values) {
     const td = document.createElement("td");
     td.textContent = value ?? "";
     tr.append(td);
   }
-  if (last) {
+  if (actions.length) {
     const td = document.createElement("td");
-    td.append(last);
+    td.append(...actions);
     tr.append(td);
   }
   return tr;
 }
 
+/**
+ * A button that runs `action` once (a retrieve is not queued twice by a double click), or
+ * again after each run when `repeatable`.
+ * @param {string} label @param {() => Promise<void>} action @param {boolean} [repeatable]
+ */
+function button(label, action, repeatable = false) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = label;
+  element.addEventListener("click", async () => {
+    element.disabled = true;
+    try {
+      await action();
+      element.disabled = !repeatable;
+    } catch (error) {
+      element.textContent = error.message;
+    }
+  });
+  return element;
+}
+
 const node = () => encodeURIComponent($("#node").value);
+const shown = (value) => String(value ?? "").replaceAll("^", " ");
 
 /** Poll a job until it has finished; returns the finished job. */
 async function finished(job) {
@@ -33,6 +57,13 @@ async function finished(job) {
     job = await api(`/api/jobs/${job.id}`);
   }
   return job;
+}
+
+/** Run a C-FIND job on the chosen node; its matches, or an Error with the job's reason. */
+async function find(level, keys) {
+  const job = await finished(await api(`/api/nodes/${node()}/find`, { level, keys }));
+  if (job.state !== "succeeded") throw new Error(job.error || job.state);
+  return job.result;
 }
 
 async function loadNodes() {
@@ -57,36 +88,48 @@ async function echo() {
 
 async function query(event) {
   event.preventDefault();
-  const keys = Object.fromEntries(RETURN_KEYS.map((k) => [k, ""]));
+  const keys = Object.fromEntries(STUDY_KEYS.map((k) => [k, ""]));
   for (const [k, v] of new FormData(event.target)) if (v) keys[k] = String(v);
   $("#query-state").textContent = "searching…";
+  $("#series-panel").hidden = true;
   try {
-    const job = await finished(await api(`/api/nodes/${node()}/find`, { level: "STUDY", keys }));
-    const matches = job.result?.matches ?? [];
-    $("#query-state").textContent = job.state === "succeeded"
-      ? `${matches.length} studies${job.result.truncated ? " (more not shown)" : ""}` : job.error;
+    const { matches, truncated } = await find("STUDY", keys);
+    $("#query-state").textContent = `${matches.length} studies${truncated ? " (more not shown)" : ""}`;
     $("#matches tbody").replaceChildren(...matches.map((m) => row(
-      RETURN_KEYS.slice(0, 7).map((k) => String(m[k] ?? "").replaceAll("^", " ")),
-      retrieveButton(m.StudyInstanceUID))));
+      STUDY_KEYS.slice(0, 7).map((k) => shown(m[k])),
+      [button("Series", () => listSeries(m), true), retrieveButton("Retrieve study", m.StudyInstanceUID)])));
   } catch (error) {
     $("#query-state").textContent = error.message;
   }
 }
 
-function retrieveButton(studyInstanceUid) {
-  const button = document.createElement("button");
-  button.type = "button";
-  button.textContent = "Retrieve";
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    try {
-      await api(`/api/nodes/${node()}/retrieve`, { study_instance_uid: studyInstanceUid, method: "move" });
-      refreshJobs();
-    } catch (error) {
-      button.textContent = error.message;
-    }
+/** The study's series on the node (C-FIND at SERIES level), each with its own Retrieve. */
+async function listSeries(study) {
+  $("#series-panel").hidden = false;
+  $("#series-study").textContent = [shown(study.PatientName), study.StudyDate,
+    study.StudyDescription].filter(Boolean).join(" · ");
+  $("#series-state").textContent = "searching…";
+  $("#series tbody").replaceChildren();
+  try {
+    const { matches } = await find("SERIES", seriesKeys(study.StudyInstanceUID));
+    $("#series-state").textContent = `${matches.length} series`;
+    $("#series tbody").replaceChildren(...sortSeries(matches).map((m) => row(
+      SERIES_KEYS.slice(0, 4).map((k) => shown(m[k])),
+      [retrieveButton("Retrieve series", study.StudyInstanceUID, m.SeriesInstanceUID)])));
+  } catch (error) {
+    $("#series-state").textContent = error.message;
+  } finally {
+    $("#series-panel").scrollIntoView({ block: "nearest" });
+  }
+}
+
+/** @param {string} label @param {string} studyInstanceUid @param {string} [seriesInstanceUid] */
+function retrieveButton(label, studyInstanceUid, seriesInstanceUid) {
+  return button(label, async () => {
+    const body = retrieveRequest($("#method").value, studyInstanceUid, seriesInstanceUid);
+    await api(`/api/nodes/${node()}/retrieve`, body);
+    await refreshJobs();
   });
-  return button;
 }
 
 async function send(event) {
@@ -94,7 +137,7 @@ async function send(event) {
   const uid = new FormData(event.target).get("study_instance_uid");
   try {
     await api(`/api/nodes/${node()}/send`, { study_instance_uid: String(uid) });
-    refreshJobs();
+    await refreshJobs();
   } catch (error) {
     alert(error.message);
   }
@@ -102,8 +145,9 @@ async function send(event) {
 
 async function refreshJobs() {
   const { jobs } = await api("/api/jobs");
-  $("#jobs tbody").replaceChildren(...jobs.map((j) => row([String(j.id), j.kind, j.node, j.state,
-    String(j.progress.completed), String(j.progress.failed), String(j.progress.remaining), j.error])));
+  $("#jobs tbody").replaceChildren(...jobs.map((j) => row([String(j.id), j.kind, describeJob(j),
+    j.node, j.state, String(j.progress.completed), String(j.progress.failed),
+    String(j.progress.remaining ?? ""), j.error])));
 }
 
 $("#echo").addEventListener("click", echo);
