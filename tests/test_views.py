@@ -91,26 +91,28 @@ def test_it_pages_studies_newest_first(logged_in, tasks, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("query", "limit", "offset"),
+    "query",
     [
-        ("limit=-1", 1, 0),
-        ("limit=0", 1, 0),
-        ("limit=abc", 50, 0),
-        ("limit=", 50, 0),
-        ("limit=1e3", 50, 0),
-        (f"limit={10**30}", 200, 0),
-        ("limit=" + "9" * 5000, 50, 0),
-        ("offset=-5", 50, 0),
-        ("offset=abc", 50, 0),
-        (f"offset={10**30}", 50, 10_000_000),
+        "limit=-1",
+        "limit=0",
+        "limit=abc",
+        "limit=1e3",
+        f"limit={10**30}",
+        "limit=" + "9" * 5000,
+        "offset=-5",
+        "offset=abc",
+        f"offset={10**30}",
     ],
 )
-def test_it_bounds_limit_and_offset(logged_in, study, query, limit, offset):
+def test_it_refuses_a_bad_limit_or_offset_in_words(logged_in, study, query):
     response = logged_in.get(f"/api/studies?{query}")
-    assert response.status_code == 200
-    body = response.json()
-    assert (body["limit"], body["offset"]) == (limit, offset)
-    assert len(body["studies"]) == (1 if offset == 0 else 0)
+    assert response.status_code == 400
+    assert response.json()["error"].split()[0] in ("limit", "offset")
+
+
+def test_an_empty_limit_means_the_default_page(logged_in, study):
+    body = logged_in.get("/api/studies?limit=&offset=").json()
+    assert (body["limit"], body["offset"], len(body["studies"])) == (50, 0, 1)
 
 
 def test_it_serves_a_series_thumbnail(logged_in, study):
