@@ -346,7 +346,7 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}, "pynetdicom": {"level": "WARNING"}},
 }
 
-# Accounts managed on /manage (backend/accounts/management_service.py). An invitation link
+# Accounts managed on /manage (backend/accounts/manage/). An invitation link
 # (new user, or password reset) works once, for this many days.
 LIGHTBOX_INVITATION_DAYS = envint("LIGHTBOX_INVITATION_DAYS", "7")
 # Most rows one CSV export of the audit log holds (newest first); the rest are left out.

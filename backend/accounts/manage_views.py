@@ -1,5 +1,5 @@
 """The /manage pages (static HTML driven by frontend/js/manage) and their JSON API under
-/manage/api: thin — parse, call a check_* and a do_* of management_service, answer.
+/manage/api: thin — parse, call a check_* and a do_* of the manage package, answer.
 
 Administrators only: a visitor without a session is sent to the login form (pages) or gets
 401 (API), anyone else 403. POSTs carry the CSRF token (X-CSRFToken) like every
@@ -33,8 +33,8 @@ from django.views.decorators.http import require_GET
 from backend.archive.access import is_admin
 from backend.archive.models import Study
 
-from . import invitations, signin, twofactor
-from . import management_service as service
+from . import invitations, manage, signin, twofactor
+from .manage.common import Actor, ManageError
 from .models import AccessGroup, ApiToken, AuditEvent, Invitation, StudyShare, UserSession
 from .sessions import active_sessions, client_address
 
@@ -45,20 +45,20 @@ def _error(message: str, status: int) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def _actor(request: HttpRequest) -> service.Actor:
+def _actor(request: HttpRequest) -> Actor:
     assert isinstance(request.user, User)
-    return service.Actor(request.user, client_address(request))
+    return Actor(request.user, client_address(request))
 
 
 def _body(request: HttpRequest) -> dict:
     try:
         body = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise service.ManageError("the body must be a JSON object") from None
+        raise ManageError("the body must be a JSON object") from None
     except RequestDataTooBig:
-        raise service.ManageError("the body is too large") from None
+        raise ManageError("the body is too large") from None
     if not isinstance(body, dict):
-        raise service.ManageError("the body must be a JSON object")
+        raise ManageError("the body must be a JSON object")
     return body
 
 
@@ -105,7 +105,7 @@ def admin_api(*methods: str) -> Callable[[Callable], Callable]:
 def _answer(view: Callable, request: HttpRequest, *args, **kwargs) -> HttpResponse:
     try:
         return view(request, *args, **kwargs)
-    except service.ManageError as exc:
+    except ManageError as exc:
         return _error(str(exc), exc.status)
     except IntegrityError:  # a concurrent change won a race the checks could not see
         return _error("this conflicts with another change: reload and try again", 409)
@@ -132,11 +132,10 @@ def manage_page(request, name: str):
 def users(request):
     actor = _actor(request)
     if request.method == "GET":
-        return JsonResponse({"users": [user_row(u) for u in service.list_users(actor)]})
-    user, invitation, token = service.do_create_user(
-        actor, service.check_create_user(actor, _body(request))
-    )
-    return _with_invitation(request, service.get_user(actor, user.pk), invitation, token, 201)
+        return JsonResponse({"users": [user_row(u) for u in manage.users.list_users(actor)]})
+    new = manage.users.check_create_user(actor, _body(request))
+    user, invitation, token = manage.users.do_create_user(actor, new)
+    return _with_invitation(request, manage.users.get_user(actor, user.pk), invitation, token, 201)
 
 
 def _with_invitation(
@@ -153,8 +152,9 @@ def _with_invitation(
 def user_detail(request, user_id: int):
     actor = _actor(request)
     if request.method == "POST":
-        service.do_change_user(actor, *service.check_change_user(actor, user_id, _body(request)))
-    return _user_answer(request, service.get_user(actor, user_id))
+        user, changes = manage.users.check_change_user(actor, user_id, _body(request))
+        manage.users.do_change_user(actor, user, changes)
+    return _user_answer(request, manage.users.get_user(actor, user_id))
 
 
 def _user_answer(request, user: User) -> JsonResponse:
@@ -171,65 +171,66 @@ def _user_answer(request, user: User) -> JsonResponse:
 @admin_api("POST")
 def user_deactivate(request, user_id: int):
     actor = _actor(request)
-    service.do_deactivate(actor, service.check_deactivate(actor, user_id))
-    return _user_answer(request, service.get_user(actor, user_id))
+    manage.users.do_deactivate(actor, manage.users.check_deactivate(actor, user_id))
+    return _user_answer(request, manage.users.get_user(actor, user_id))
 
 
 @admin_api("POST")
 def user_reactivate(request, user_id: int):
     actor = _actor(request)
-    service.do_reactivate(actor, service.check_reactivate(actor, user_id))
-    return _user_answer(request, service.get_user(actor, user_id))
+    manage.users.do_reactivate(actor, manage.users.check_reactivate(actor, user_id))
+    return _user_answer(request, manage.users.get_user(actor, user_id))
 
 
 @admin_api("POST")
 def user_invite(request, user_id: int):
     actor = _actor(request)
-    invitation, token = service.do_invite(actor, service.check_active_user(actor, user_id))
-    return _with_invitation(request, service.get_user(actor, user_id), invitation, token)
+    target = manage.users.check_active_user(actor, user_id)
+    invitation, token = manage.users.do_invite(actor, target)
+    return _with_invitation(request, manage.users.get_user(actor, user_id), invitation, token)
 
 
 @admin_api("POST")
 def user_reset_password(request, user_id: int):
     actor = _actor(request)
-    target = service.check_active_user(actor, user_id)
-    invitation, token = service.do_reset_password(actor, target)
-    return _with_invitation(request, service.get_user(actor, user_id), invitation, token)
+    target = manage.users.check_active_user(actor, user_id)
+    invitation, token = manage.users.do_reset_password(actor, target)
+    return _with_invitation(request, manage.users.get_user(actor, user_id), invitation, token)
 
 
 @admin_api("POST")
 def user_unlock(request, user_id: int):
     actor = _actor(request)
-    service.do_unlock(actor, service.get_user(actor, user_id))
-    return _user_answer(request, service.get_user(actor, user_id))
+    manage.users.do_unlock(actor, manage.users.get_user(actor, user_id))
+    return _user_answer(request, manage.users.get_user(actor, user_id))
 
 
 @admin_api("POST")
 def user_reset_two_factor(request, user_id: int):
     actor = _actor(request)
-    service.do_reset_two_factor(actor, service.get_user(actor, user_id))
-    return _user_answer(request, service.get_user(actor, user_id))
+    manage.users.do_reset_two_factor(actor, manage.users.get_user(actor, user_id))
+    return _user_answer(request, manage.users.get_user(actor, user_id))
 
 
 @admin_api("POST")
 def user_end_sessions(request, user_id: int):
     actor = _actor(request)
-    target, keys = service.check_end_sessions(actor, user_id, _body(request))
-    service.do_end_sessions(actor, target, keys)
-    return _user_answer(request, service.get_user(actor, user_id))
+    target, keys = manage.users.check_end_sessions(actor, user_id, _body(request))
+    manage.users.do_end_sessions(actor, target, keys)
+    return _user_answer(request, manage.users.get_user(actor, user_id))
 
 
 @admin_api("POST")
 def token_revoke(request, token_id: int):
     actor = _actor(request)
-    token = service.check_revoke_token(actor, token_id)
-    service.do_revoke_token(actor, token)
-    return _user_answer(request, service.get_user(actor, token.user_id))
+    token = manage.users.check_revoke_token(actor, token_id)
+    manage.users.do_revoke_token(actor, token)
+    return _user_answer(request, manage.users.get_user(actor, token.user_id))
 
 
 def user_row(user: User) -> dict:
-    """A user as the users table shows them (from service.list_users)."""
-    profile = service.profile_of(user)
+    """A user as the users table shows them (from manage.users.list_users)."""
+    profile = manage.users.profile_of(user)
     pending = getattr(user, "pending_invitations", [])
     return {
         "id": user.pk,
@@ -248,7 +249,7 @@ def user_row(user: User) -> dict:
         "last_login": _iso(user.last_login),
         "date_joined": _iso(user.date_joined),
         "active_sessions": getattr(user, "active_sessions", 0),
-        "locked_until": _iso(profile.locked_until) if service.is_locked(user) else None,
+        "locked_until": _iso(profile.locked_until) if manage.users.is_locked(user) else None,
         "has_password": user.has_usable_password(),
         "invitation_expires_at": _iso(pending[0].expires_at) if pending else None,
     }
@@ -289,11 +290,13 @@ def token_row(token: ApiToken) -> dict:
 def groups(request):
     actor = _actor(request)
     if request.method == "POST":
-        group = service.do_create_group(actor, *service.check_create_group(actor, _body(request)))
-        return JsonResponse({"group": _group_row(service.get_group(actor, group.pk))}, status=201)
+        name, description = manage.groups.check_create_group(actor, _body(request))
+        group = manage.groups.do_create_group(actor, name, description)
+        row = _group_row(manage.groups.get_group(actor, group.pk))
+        return JsonResponse({"group": row}, status=201)
     if request.GET.get("brief"):  # names only, for pickers: no member lists, no counting
-        return JsonResponse({"groups": service.group_names(actor)})
-    return JsonResponse({"groups": [_group_row(g) for g in service.list_groups(actor)]})
+        return JsonResponse({"groups": manage.groups.group_names(actor)})
+    return JsonResponse({"groups": [_group_row(g) for g in manage.groups.list_groups(actor)]})
 
 
 def _group_row(group: AccessGroup) -> dict:
@@ -308,60 +311,62 @@ def _group_row(group: AccessGroup) -> dict:
                 "id": r.pk,
                 "attribute": r.attribute,
                 "pattern": r.pattern,
-                "studies": service.count_studies([r]),
+                "studies": manage.groups.count_studies([r]),
             }
             for r in rules
         ],
-        "studies": service.count_studies(rules),
+        "studies": manage.groups.count_studies(rules),
     }
 
 
-def _groups_answer(actor: service.Actor, group_id: int) -> JsonResponse:
-    return JsonResponse({"group": _group_row(service.list_groups(actor).get(pk=group_id))})
+def _groups_answer(actor: Actor, group_id: int) -> JsonResponse:
+    return JsonResponse({"group": _group_row(manage.groups.list_groups(actor).get(pk=group_id))})
 
 
 @admin_api("POST")
 def group_detail(request, group_id: int):
     actor = _actor(request)
-    service.do_change_group(actor, *service.check_change_group(actor, group_id, _body(request)))
+    group, changes = manage.groups.check_change_group(actor, group_id, _body(request))
+    manage.groups.do_change_group(actor, group, changes)
     return _groups_answer(actor, group_id)
 
 
 @admin_api("POST")
 def group_delete(request, group_id: int):
     actor = _actor(request)
-    service.do_delete_group(actor, service.get_group(actor, group_id))
+    manage.groups.do_delete_group(actor, manage.groups.get_group(actor, group_id))
     return JsonResponse({"deleted": group_id})
 
 
 @admin_api("POST")
 def group_member_add(request, group_id: int):
     actor = _actor(request)
-    group, user = service.check_member(actor, group_id, _body(request), joining=True)
-    service.do_add_member(actor, group, user)
+    group, user = manage.groups.check_member(actor, group_id, _body(request), joining=True)
+    manage.groups.do_add_member(actor, group, user)
     return _groups_answer(actor, group_id)
 
 
 @admin_api("POST")
 def group_member_remove(request, group_id: int):
     actor = _actor(request)
-    group, user = service.check_member(actor, group_id, _body(request), joining=False)
-    service.do_remove_member(actor, group, user)
+    group, user = manage.groups.check_member(actor, group_id, _body(request), joining=False)
+    manage.groups.do_remove_member(actor, group, user)
     return _groups_answer(actor, group_id)
 
 
 @admin_api("POST")
 def group_rules(request, group_id: int):
     actor = _actor(request)
-    service.do_add_rule(actor, *service.check_add_rule(actor, group_id, _body(request)))
+    group, attribute, pattern = manage.groups.check_add_rule(actor, group_id, _body(request))
+    manage.groups.do_add_rule(actor, group, attribute, pattern)
     return _groups_answer(actor, group_id)
 
 
 @admin_api("POST")
 def rule_delete(request, rule_id: int):
     actor = _actor(request)
-    rule = service.check_remove_rule(actor, rule_id)
-    service.do_remove_rule(actor, rule)
+    rule = manage.groups.check_remove_rule(actor, rule_id)
+    manage.groups.do_remove_rule(actor, rule)
     return _groups_answer(actor, rule.group_id)
 
 
@@ -372,15 +377,17 @@ def rule_delete(request, rule_id: int):
 def shares(request):
     actor = _actor(request)
     if request.method == "POST":
-        share = service.do_create_share(actor, service.check_create_share(actor, _body(request)))
+        new = manage.shares.check_create_share(actor, _body(request))
+        share = manage.shares.do_create_share(actor, new)
         return JsonResponse({"share": share_row(share)}, status=201)
-    return JsonResponse({"shares": [share_row(s) for s in service.list_shares(actor, request.GET)]})
+    found = manage.shares.list_shares(actor, request.GET)
+    return JsonResponse({"shares": [share_row(s) for s in found]})
 
 
 @admin_api("POST")
 def share_revoke(request, share_id: int):
     actor = _actor(request)
-    service.do_revoke_share(actor, service.check_revoke_share(actor, share_id))
+    manage.shares.do_revoke_share(actor, manage.shares.check_revoke_share(actor, share_id))
     return JsonResponse({"revoked": share_id})
 
 
@@ -399,7 +406,7 @@ def share_row(share: StudyShare) -> dict:
 
 @admin_api("GET")
 def studies(request):
-    found = service.search_studies(_actor(request), request.GET)
+    found = manage.shares.search_studies(_actor(request), request.GET)
     return JsonResponse({"studies": [study_row(s) for s in found]})
 
 
@@ -421,22 +428,21 @@ def study_row(study: Study) -> dict:
 @admin_api("GET")
 def audit_events(request):
     actor = _actor(request)
-    audit_filter = service.check_audit_filter(actor, request.GET)
-    events, more = service.audit_page(actor, audit_filter, request.GET)
+    audit_filter = manage.audit_log.check_audit_filter(actor, request.GET)
+    events, more = manage.audit_log.audit_page(actor, audit_filter, request.GET)
     return JsonResponse({"events": [event_row(e) for e in events], "more": more})
 
 
 @admin_api("GET")
 def audit_event_types(request):
-    return JsonResponse({"event_types": service.event_types(_actor(request))})
+    return JsonResponse({"event_types": manage.audit_log.event_types(_actor(request))})
 
 
 @admin_api("GET")
 def audit_csv(request):
     actor = _actor(request)
-    chunks, truncated = service.do_export_audit(
-        actor, service.check_audit_filter(actor, request.GET)
-    )
+    audit_filter = manage.audit_log.check_audit_filter(actor, request.GET)
+    chunks, truncated = manage.audit_log.do_export_audit(actor, audit_filter)
     response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="lightbox-audit-{stamp}.csv"'
@@ -495,7 +501,7 @@ def invite_account(request, token: str):
         return _error(str(exc), 404)
     except ValidationError as exc:
         return _error(" ".join(exc.messages), 400)
-    except service.ManageError as exc:
+    except ManageError as exc:
         return _error(str(exc), exc.status)
 
 

@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from backend.accounts.audit import FAILURE, record
-from backend.accounts.management_service import spreadsheet_safe
+from backend.accounts.manage.audit_log import spreadsheet_safe
 from backend.accounts.models import AuditEvent
 
 from .test_manage_access import (  # noqa: F401 (fixtures)
