@@ -14,6 +14,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from backend.imaging.luts import lut_tables
+
 _ACCENTS = re.compile("[\u0300-\u036f]")
 
 
@@ -179,6 +181,8 @@ def _instance(ds: Dataset) -> dict[str, Any]:
         "window_center": floats(ds, "WindowCenter"),
         "window_width": floats(ds, "WindowWidth"),
         "voi_lut_function": text(ds, "VOILUTFunction")[:16],
+        "modality_lut": next(iter(lut_tables(ds, "ModalityLUTSequence")), None),
+        "voi_luts": lut_tables(ds, "VOILUTSequence"),
     }
 
 

@@ -36,6 +36,7 @@ from .storage import get_storage
 
 log = logging.getLogger(__name__)
 State = IngestRecord.State
+NO_PIXEL_DATA = "no pixel data"  # the reason an instance without pixels is not viewable
 
 
 def limits() -> Limits:
@@ -229,7 +230,7 @@ def _prepare_parsed(record: IngestRecord, path, parsed: ParsedFile) -> "Prepared
 def derive_frames(parsed: ParsedFile, path, object_key: str, sha256: str) -> FrameInfo:
     """Decode once, so that serving a frame later is reading bytes."""
     if not parsed.has_pixel_data:
-        return FrameInfo(viewable=False, not_viewable_reason="no pixel data")
+        return FrameInfo(viewable=False, not_viewable_reason=NO_PIXEL_DATA)
     try:
         pixels = decode_pixels(parsed, path, limits())
     except PixelDataError as exc:

@@ -153,6 +153,10 @@ class Instance(models.Model):
     window_center = models.JSONField(null=True, blank=True)
     window_width = models.JSONField(null=True, blank=True)
     voi_lut_function = models.CharField(max_length=16, blank=True)
+    # Lookup tables from the file (backend/imaging/luts.py): the Modality LUT Sequence's
+    # (C.11.1) and the VOI LUT Sequence's items (C.11.2), for the viewer.
+    modality_lut = models.JSONField(null=True, blank=True)
+    voi_luts = models.JSONField(default=list, blank=True)
 
     # The original file, byte for byte.
     object_key = models.CharField(max_length=128)

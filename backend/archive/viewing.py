@@ -2,9 +2,13 @@
 order in which frames should reach the reader. No network code (backend/live/viewer.py
 streams, this decides)."""
 
+import json
 from dataclasses import dataclass
 
+from backend.imaging.dicomfile import Limits
+
 from .frames import frame_layout
+from .indexing import NO_PIXEL_DATA
 from .models import Instance, Series, Study
 from .storage import StorageError, get_storage
 
@@ -26,6 +30,8 @@ _INSTANCE_FIELDS = (
     "window_center",
     "window_width",
     "voi_lut_function",
+    "modality_lut",
+    "voi_luts",
     "pixel_spacing",
     "image_position_patient",
     "image_orientation_patient",
@@ -50,6 +56,7 @@ class FrameRef:
     key: str
     offset: int
     size: int
+    error: str = ""  # why the frame cannot be shown (it was not decoded at ingest)
 
 
 def manifest(study: Study) -> tuple[dict, dict[str, list[FrameRef]]]:
@@ -84,6 +91,9 @@ def manifest(study: Study) -> tuple[dict, dict[str, list[FrameRef]]]:
 
 
 def _ref(series: str, position: int, instance: Instance, frame: int) -> FrameRef:
+    if not _streamable(instance):
+        reason = instance.not_viewable_reason or "the pixel data could not be decoded"
+        return FrameRef(series, position, "", 0, 0, error=reason)
     size = frame_layout(instance).frame_bytes
     offset = (instance.frames_offset or 0) + frame * size
     return FrameRef(series, position, instance.frames_key, offset, size)
@@ -91,16 +101,33 @@ def _ref(series: str, position: int, instance: Instance, frame: int) -> FrameRef
 
 def _frames(members: list[Instance]):
     for instance in members:
-        if _streamable(instance):
-            for frame in range(instance.number_of_frames):
-                yield instance, frame
+        for frame in range(_frame_count(instance)):
+            yield instance, frame
+
+
+def _frame_count(instance: Instance) -> int:
+    """Frames in the stack: an image whose pixels could not be decoded keeps its place,
+    so that the reader is told about it where it belongs."""
+    if _streamable(instance):
+        return instance.number_of_frames
+    if _undecodable(instance):  # a hostile count was refused at ingest: not repeated here
+        return min(instance.number_of_frames, Limits().max_frames)
+    return 0
 
 
 def _streamable(instance: Instance) -> bool:
     return bool(instance.viewable and instance.frames_key and instance.frame_samples)
 
 
+def _undecodable(instance: Instance) -> bool:
+    """Pixel Data that was there but could not be decoded (a bad codestream, truncated
+    values); not an instance without pixels (SR, RT plans, ...)."""
+    return not instance.viewable and instance.not_viewable_reason != NO_PIXEL_DATA
+
+
 def _series(series: Series, members: list[Instance]) -> dict:
+    luts = _LookupTables()
+    instances = [_instance(i, luts) for i in members]
     return {
         "series_instance_uid": series.series_instance_uid,
         "series_number": series.series_number,
@@ -108,16 +135,34 @@ def _series(series: Series, members: list[Instance]) -> dict:
         "modality": series.modality,
         "body_part_examined": series.body_part_examined,
         "thumbnail": f"/api/series/{series.pk}/thumbnail" if series.thumbnail_key else None,
-        "instances": [_instance(i) for i in members],
+        "instances": instances,
+        # Lookup tables of the series' instances, each once; instances refer to them by
+        # position ("modality_lut", "voi_luts"): a series usually repeats one table.
+        "luts": luts.tables,
     }
 
 
-def _instance(instance: Instance) -> dict:
+class _LookupTables:
+    def __init__(self) -> None:
+        self.tables: list[dict] = []
+        self._positions: dict[str, int] = {}
+
+    def position(self, table: dict) -> int:
+        key = json.dumps(table, sort_keys=True)
+        if key not in self._positions:
+            self._positions[key] = len(self.tables)
+            self.tables.append(table)
+        return self._positions[key]
+
+
+def _instance(instance: Instance, luts: _LookupTables) -> dict:
+    modality_lut = instance.modality_lut
     return {
         "sop_instance_uid": instance.sop_instance_uid,
         "instance_number": instance.instance_number,
-        "frames": instance.number_of_frames if _streamable(instance) else 0,
+        "frames": _frame_count(instance),
         "viewable": _streamable(instance),
+        "undecodable": _undecodable(instance),
         "not_viewable_reason": instance.not_viewable_reason,
         "rows": instance.rows,
         "columns": instance.columns,
@@ -130,6 +175,8 @@ def _instance(instance: Instance) -> dict:
         "window_center": instance.window_center,
         "window_width": instance.window_width,
         "voi_lut_function": instance.voi_lut_function or "LINEAR",
+        "modality_lut": luts.position(modality_lut) if modality_lut else None,
+        "voi_luts": [luts.position(table) for table in instance.voi_luts or []],
         "pixel_spacing": instance.pixel_spacing,
         "image_position_patient": instance.image_position_patient,
         "image_orientation_patient": instance.image_orientation_patient,

@@ -2,9 +2,15 @@
 frames pushed in the order the reader needs them.
 
 Client → server (JSON text): {"type": "focus", "series": uid, "index": n, "visible": [uid…]}
-when the reader scrolls or changes series, and {"type": "ack", "count": n} as frames are
-taken in. Server → client: {"type": "study", …} (viewing.manifest), {"type": "error", …},
-and one binary message per frame: a 4-byte little-endian header length, a JSON header
+when the reader scrolls or changes series (optionally "have": what the page holds, see
+_reset_sent, and "limit": how many frames its memory cap lets it hold: only that many, the
+nearest, are sent), and {"type": "ack", "count": n} as frames are taken in.
+
+Server → client: {"type": "study", …} (viewing.manifest), {"type": "error", …}; for a
+frame that cannot be shown (its pixels could not be decoded at ingest, or its stored bytes
+cannot be read) {"type": "frame-error", "series": uid, "index": n, "reason": text}, which
+needs no ack, and the stream goes on with the others; and one binary message per frame: a
+4-byte little-endian header length, a JSON header
 {"series": uid, "index": n, "encoding": "raw"|"deflate"} padded with spaces so that the
 frame's little-endian values that follow start 8-byte aligned (deflate: zlib-wrapped, for
 DecompressionStream("deflate")).
@@ -69,6 +75,7 @@ class ViewerConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(self._audit)("viewer.study_opened", study_uid, True)
         self.deflate = "encoding=deflate" in self.scope.get("query_string", b"").decode()
         self.sent: set[tuple[str, int]] = set()
+        self.failed: set[tuple[str, int]] = set()  # told the page they cannot be shown
         self.in_flight = 0
         self.queue: deque[viewing.FrameRef] = deque()
         self.wake = asyncio.Event()
@@ -114,18 +121,23 @@ class ViewerConsumer(AsyncWebsocketConsumer):
             have = message.get("have")
             if isinstance(have, dict):
                 self._reset_sent(have)
-            self._prioritise(message.get("series"), _int(message.get("index"), 0), visible)
+            index, limit = _int(message.get("index"), 0), _int(message.get("limit"), 0)
+            self._prioritise(message.get("series"), index, visible, limit)
         self.wake.set()
 
-    def _prioritise(self, series, index: int, visible: list[str]) -> None:
-        """Focused series from `index` outward, other visible series, then the rest."""
+    def _prioritise(self, series, index: int, visible: list[str], limit: int = 0) -> None:
+        """Focused series from `index` outward, other visible series, then the rest. With a
+        `limit` (how many frames the page can hold), only the visible series, each its share
+        of the limit nearest where it is looked at: frames the page would drop at once are
+        not worth sending."""
+        shown = list(dict.fromkeys(s for s in [series, *visible] if s in self.stacks))
+        rest = [] if limit else [s for s in self.stacks if s not in shown]
+        share = max(1, limit // max(len(shown), 1)) if limit else None
         order: list[viewing.FrameRef] = []
-        ordered_series = [s for s in [series, *visible] if s in self.stacks]
-        ordered_series += [s for s in self.stacks if s not in ordered_series]
-        for position, uid in enumerate(dict.fromkeys(ordered_series)):
+        for position, uid in enumerate(shown + rest):
             stack = self.stacks[uid]
-            center = index if position == 0 else len(stack) // 2
-            order += [stack[i] for i in viewing.outward(len(stack), center)]
+            center = index if position == 0 and uid == series else len(stack) // 2
+            order += [stack[i] for i in viewing.outward(len(stack), center)[:share]]
         self.queue = deque(ref for ref in order if (ref.series, ref.index) not in self.sent)
 
     def _reset_sent(self, have: dict) -> None:
@@ -137,7 +149,8 @@ class ViewerConsumer(AsyncWebsocketConsumer):
             held = _parse_ranges(ranges, len(self.stacks[series]))
             # Frames still on their way are not in the page's list yet: not due again.
             on_the_way = {key for key in self.recent if key[0] == series}
-            self.sent = {key for key in self.sent if key[0] != series} | on_the_way
+            done = on_the_way | {key for key in self.failed if key[0] == series}
+            self.sent = {key for key in self.sent if key[0] != series} | done
             self.sent.update((series, index) for index in held)
 
     async def _pump(self) -> None:
@@ -147,14 +160,22 @@ class ViewerConsumer(AsyncWebsocketConsumer):
                 if (ref.series, ref.index) in self.sent:
                     continue
                 self.sent.add((ref.series, ref.index))
+                message = await asyncio.to_thread(self._message, ref) if not ref.error else None
+                if message is None:
+                    self.failed.add((ref.series, ref.index))
+                    await self.send(text_data=json.dumps(frame_error(ref)))
+                    continue
                 self.recent.append((ref.series, ref.index))
                 self.in_flight += 1
-                await self.send(bytes_data=await asyncio.to_thread(self._message, ref))
+                await self.send(bytes_data=message)
             self.wake.clear()
             await self.wake.wait()
 
-    def _message(self, ref: viewing.FrameRef) -> bytes:
+    def _message(self, ref: viewing.FrameRef) -> bytes | None:
+        """The frame's binary message; None if its stored bytes cannot be read."""
         payload = viewing.read_frame(ref)
+        if len(payload) != ref.size:
+            return None
         encoding = "raw"
         if self.deflate and payload:
             payload, encoding = zlib.compress(payload, 1), "deflate"
@@ -176,6 +197,11 @@ class ViewerConsumer(AsyncWebsocketConsumer):
             patient_id=getattr(self, "patient_id", ""),
             detail=detail,
         )
+
+
+def frame_error(ref: viewing.FrameRef) -> dict:
+    reason = ref.error or "its stored pixel data could not be read"
+    return {"type": "frame-error", "series": ref.series, "index": ref.index, "reason": reason}
 
 
 def _parse_ranges(text: str, count: int) -> set[int]:

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { FrameCache } from "../../frontend/js/viewer/cache.js";
+import { FrameCache, capFromQuery } from "../../frontend/js/viewer/cache.js";
 import { buildStack, typedFrame } from "../../frontend/js/viewer/stack.js";
 
 const frame = () => new Uint8Array(100);
@@ -44,4 +44,25 @@ test("a stack lists the viewable frames in slice order, frames of multi-frame in
 test("frames are viewed in place with their dtype", () => {
   const bytes = new Uint8Array(new Int16Array([-1000, 3000]).buffer);
   assert.deepEqual([...typedFrame(bytes, "<i2")], [-1000, 3000]);
+});
+
+test("?cache_mb= sets the cap; the peak never passes it", () => {
+  assert.equal(capFromQuery("?cache_mb=8"), 8 * 1024 * 1024);
+  assert.equal(capFromQuery("?cache_mb=0.5"), 1024 * 1024, "at least 1 MB");
+  assert.ok(capFromQuery("?cache_mb=nonsense") >= 256 * 1024 * 1024, "else the device's default");
+  const cache = new FrameCache(1000);
+  for (let i = 0; i < 50; i += 1) {
+    cache.setFocus("s", i);
+    cache.put("s", i, frame());
+  }
+  assert.ok(cache.peak <= 1000);
+  assert.equal(cache.ranges("s"), "40-49", "the frames farthest behind the reader went");
+});
+
+test("an image that could not be decoded keeps its place in the stack", () => {
+  const series = { instances: [
+    { viewable: true, frames: 1 }, { viewable: false, undecodable: true, frames: 1 },
+    { viewable: false, undecodable: false, frames: 0 }, { viewable: true, frames: 2 },
+  ] };
+  assert.deepEqual(buildStack(series).map((e) => series.instances.indexOf(e.instance)), [0, 1, 3, 3]);
 });

@@ -37,3 +37,10 @@ test("the probe reads the modality value under a point, nothing outside", () => 
   assert.equal(probe(img, [1.5, 1.2]), 5);
   assert.equal(probe(img, [2, 0]), null);
 });
+
+test("values are in modality units through a Modality LUT Sequence table when there is one", () => {
+  const image = { data: [0, 1, 2, 3], columns: 2, rows: 2, slope: 1, intercept: 0,
+    modalityLut: { first: 0, bits: 16, data: [10, 20, 30, 40] }, spacing: [1, 1] };
+  assert.equal(probe(image, [1.5, 1.5]), 40);
+  assert.equal(regionStats(image, "rectangle", [0, 0], [2, 2]).mean, 25);
+});

@@ -12,6 +12,7 @@ const decoder = new TextDecoder();
  * @typedef {{
  *   onStudy: (study: any) => void,
  *   onFrame: (header: FrameHeader, data: Uint8Array) => void,
+ *   onFrameError: (message: {series: string, index: number, reason: string}) => void,
  *   onError: (error: {code: string, message: string}) => void,
  *   onState: (state: "open" | "closed") => void,
  *   have: () => Record<string, string>,
@@ -61,6 +62,9 @@ export class FrameStream {
       this.handlers.onStudy(message);
       // Resume: tell the server what is held and where the reader is.
       if (this.focusMessage) this.send({ ...this.focusMessage, have: this.handlers.have() });
+    } else if (message.type === "frame-error") {
+      // One frame cannot be shown; the stream goes on with the others.
+      this.pending = this.pending.then(() => this.handlers.onFrameError(message));
     } else if (message.type === "error") {
       this.stopped = true;
       this.handlers.onError(message);
@@ -88,9 +92,10 @@ export class FrameStream {
    * @param {number} index
    * @param {string[]} visible
    * @param {Record<string, string>} [have] - what is held, e.g. after evictions
+   * @param {number} [limit] - how many frames the page can hold (0: no limit)
    */
-  focus(series, index, visible, have) {
-    this.focusMessage = { type: "focus", series, index, visible };
+  focus(series, index, visible, have, limit = 0) {
+    this.focusMessage = { type: "focus", series, index, visible, limit };
     this.send(have ? { ...this.focusMessage, have } : this.focusMessage);
   }
 

@@ -11,6 +11,12 @@ export class Canvas2DRenderer {
     this.context = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
   }
 
+  /** Paint the whole canvas black (nothing to show). */
+  clear() {
+    this.context.fillStyle = "#000";
+    this.context.fillRect(0, 0, this.canvas.width, this.canvas.height);
+  }
+
   /**
    * @param {import("./gl.js").Frame} frame
    * @param {import("./gl.js").Presentation} p

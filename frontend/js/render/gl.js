@@ -2,7 +2,12 @@
  * WebGL2 renderer: a frame goes to the GPU at full bit depth (16-bit integers as integer
  * textures, floats as R32F, colour as RGB8) and the shader applies the Modality LUT, the VOI
  * LUT function and MONOCHROME1 inversion per pixel, so window/level costs one draw call.
+ * Lookup tables from the file (Modality LUT Sequence, VOI LUT Sequence; PS3.3 C.11.1,
+ * C.11.2) are R32F textures LUT_WIDTH entries wide, indexed by the value they map.
  */
+import { lutMaximum } from "./voi.js";
+
+const LUT_WIDTH = 2048;  // WebGL2 guarantees textures at least 2048 wide (MAX_TEXTURE_SIZE)
 
 const VERTEX = `#version 300 es
 in vec2 a_position;
@@ -13,7 +18,17 @@ precision highp float;
 precision highp int;
 precision highp usampler2D;
 precision highp isampler2D;
+precision highp sampler2D;
 uniform SAMPLER u_image;
+uniform sampler2D u_modalityLut;
+uniform sampler2D u_voiLut;
+uniform bool u_useModalityLut;
+uniform bool u_useVoiLut;
+uniform float u_modalityFirst;
+uniform float u_voiFirst;
+uniform int u_modalityCount;
+uniform int u_voiCount;
+uniform float u_voiMax;
 uniform mat3 u_screenToImage;
 uniform ivec2 u_size;
 uniform float u_height;
@@ -25,6 +40,11 @@ uniform int u_function;
 uniform bool u_invert;
 uniform bool u_rgb;
 out vec4 color;
+// Nearest entry, clamped at both ends (C.11.2.1.1).
+float lookup(sampler2D lut, float value, float first, int count) {
+  int i = clamp(int(floor(value - first + 0.5)), 0, count - 1);
+  return texelFetch(lut, ivec2(i % ${LUT_WIDTH}, i / ${LUT_WIDTH}), 0).r;
+}
 void main() {
   vec2 screen = vec2(gl_FragCoord.x, u_height - gl_FragCoord.y);
   vec3 p = vec3(screen, 1.0) * u_screenToImage;
@@ -38,9 +58,13 @@ void main() {
     color = vec4(u_invert ? 1.0 - raw.rgb : raw.rgb, 1.0);
     return;
   }
-  float v = raw.r * u_slope + u_intercept;
+  float v = u_useModalityLut
+    ? lookup(u_modalityLut, raw.r, u_modalityFirst, u_modalityCount)
+    : raw.r * u_slope + u_intercept;
   float y;
-  if (u_function == 1) {
+  if (u_useVoiLut) {
+    y = lookup(u_voiLut, v, u_voiFirst, u_voiCount) / u_voiMax;
+  } else if (u_function == 1) {
     y = 1.0 / (1.0 + exp(-4.0 * (v - u_center) / max(u_width, 1e-9)));
   } else if (u_function == 2) {
     y = (v - u_center) / max(u_width, 1e-9) + 0.5;
@@ -68,8 +92,10 @@ const FUNCTIONS = { LINEAR: 0, SIGMOID: 1, LINEAR_EXACT: 2 };
 /**
  * @typedef {{data: ArrayBufferView, rows: number, columns: number, samples: number,
  *   dtype: string}} Frame
+ * @typedef {import("./voi.js").LookupTable} LookupTable
  * @typedef {{screenToImage: number[], slope: number, intercept: number, center: number,
- *   width: number, fn: string, invert: boolean}} Presentation
+ *   width: number, fn: string, invert: boolean, modalityLut?: LookupTable|null,
+ *   voiLut?: LookupTable|null}} Presentation
  */
 
 export class GLRenderer {
@@ -82,6 +108,10 @@ export class GLRenderer {
     this.programs = {};
     this.texture = gl.createTexture();
     this.uploaded = null;
+    // Texture units 1 and 2 hold the Modality and VOI LUTs; `tables` what each holds.
+    this.lutTextures = [gl.createTexture(), gl.createTexture()];
+    /** @type {(LookupTable|null|undefined)[]} */
+    this.tables = [undefined, undefined];
     const buffer = gl.createBuffer();
     gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
     gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]), gl.STATIC_DRAW);
@@ -109,7 +139,9 @@ export class GLRenderer {
     }
     const uniforms = {};
     for (const name of ["u_image", "u_screenToImage", "u_size", "u_height", "u_slope",
-      "u_intercept", "u_center", "u_width", "u_function", "u_invert", "u_rgb"]) {
+      "u_intercept", "u_center", "u_width", "u_function", "u_invert", "u_rgb",
+      "u_modalityLut", "u_voiLut", "u_useModalityLut", "u_useVoiLut", "u_modalityFirst",
+      "u_voiFirst", "u_modalityCount", "u_voiCount", "u_voiMax"]) {
       uniforms[name] = gl.getUniformLocation(program, name);
     }
     this.programs[sampler] = { program, uniforms, position: gl.getAttribLocation(program, "a_position") };
@@ -136,6 +168,35 @@ export class GLRenderer {
     if (!FORMATS[frame.dtype]) data = Float32Array.from(/** @type {any} */ (frame.data));
     gl.texImage2D(gl.TEXTURE_2D, 0, gl[internal], frame.columns, frame.rows, 0, gl[format], gl[type], data);
     return sampler;
+  }
+
+  /**
+   * Bind `table` (or an empty one) to texture unit 1 + `slot`, uploading it if it changed.
+   * @param {number} slot - 0: Modality LUT, 1: VOI LUT
+   * @param {LookupTable|null} table
+   */
+  bindTable(slot, table) {
+    const gl = this.gl;
+    gl.activeTexture(gl.TEXTURE1 + slot);
+    gl.bindTexture(gl.TEXTURE_2D, this.lutTextures[slot]);
+    if (this.tables[slot] === table) return;
+    this.tables[slot] = table;
+    const count = table ? table.data.length : 1;
+    const rows = Math.ceil(count / LUT_WIDTH);
+    const width = rows > 1 ? LUT_WIDTH : count;
+    const values = new Float32Array(width * rows);
+    if (table) values.set(table.data);
+    gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
+    for (const p of [gl.TEXTURE_MIN_FILTER, gl.TEXTURE_MAG_FILTER]) gl.texParameteri(gl.TEXTURE_2D, p, gl.NEAREST);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.R32F, width, rows, 0, gl.RED, gl.FLOAT, values);
+  }
+
+  /** Paint the whole canvas black (nothing to show). */
+  clear() {
+    const gl = this.gl;
+    gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+    gl.clearColor(0, 0, 0, 1);
+    gl.clear(gl.COLOR_BUFFER_BIT);
   }
 
   /**
@@ -167,6 +228,19 @@ export class GLRenderer {
     gl.uniform1i(uniforms.u_function, FUNCTIONS[p.fn] ?? 0);
     gl.uniform1i(uniforms.u_invert, p.invert ? 1 : 0);
     gl.uniform1i(uniforms.u_rgb, frame.samples === 3 ? 1 : 0);
+    const modalityLut = p.modalityLut || null;
+    const voiLut = p.voiLut || null;
+    this.bindTable(0, modalityLut);
+    this.bindTable(1, voiLut);
+    gl.uniform1i(uniforms.u_modalityLut, 1);
+    gl.uniform1i(uniforms.u_voiLut, 2);
+    gl.uniform1i(uniforms.u_useModalityLut, modalityLut ? 1 : 0);
+    gl.uniform1i(uniforms.u_useVoiLut, voiLut ? 1 : 0);
+    gl.uniform1f(uniforms.u_modalityFirst, modalityLut ? modalityLut.first : 0);
+    gl.uniform1f(uniforms.u_voiFirst, voiLut ? voiLut.first : 0);
+    gl.uniform1i(uniforms.u_modalityCount, modalityLut ? modalityLut.data.length : 1);
+    gl.uniform1i(uniforms.u_voiCount, voiLut ? voiLut.data.length : 1);
+    gl.uniform1f(uniforms.u_voiMax, voiLut ? lutMaximum(voiLut) : 1);
     gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
   }
 }

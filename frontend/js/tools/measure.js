@@ -2,6 +2,7 @@
  * Measurements, pure functions: lengths and angles in patient units, and region statistics
  * (area in mm², mean, standard deviation, minimum, maximum in modality units, e.g. HU).
  */
+import { modalityValue } from "../render/voi.js";
 
 /**
  * @param {[number, number]} a
@@ -23,7 +24,8 @@ export function angleDegrees(a, vertex, c, spacing) {
  * Statistics of the pixels inside a rectangle or an ellipse (its bounding box given by two
  * corners), in modality units.
  * @param {{data: ArrayLike<number>, columns: number, rows: number, slope: number,
- *   intercept: number, spacing: [number, number]}} image
+ *   intercept: number, modalityLut?: import("../render/voi.js").LookupTable|null,
+ *   spacing: [number, number]}} image
  * @param {"rectangle" | "ellipse"} shape
  * @param {[number, number]} p
  * @param {[number, number]} q
@@ -50,7 +52,7 @@ export function regionStats(image, shape, p, q) {
       if (px < x0 || px > x1 || py < y0 || py > y1) continue;
       if (shape === "ellipse" && rx > 0 && ry > 0
           && ((px - cx) / rx) ** 2 + ((py - cy) / ry) ** 2 > 1) continue;
-      const value = image.data[row * image.columns + column] * image.slope + image.intercept;
+      const value = modalityValue(image.data[row * image.columns + column], image);
       count += 1;
       sum += value;
       squares += value * value;
@@ -69,7 +71,7 @@ export function regionStats(image, shape, p, q) {
 /**
  * The modality value of the pixel under an image point.
  * @param {{data: ArrayLike<number>, columns: number, rows: number, slope: number,
- *   intercept: number}} image
+ *   intercept: number, modalityLut?: import("../render/voi.js").LookupTable|null}} image
  * @param {[number, number]} point
  * @returns {number | null}
  */
@@ -77,5 +79,5 @@ export function probe(image, point) {
   const column = Math.floor(point[0]);
   const row = Math.floor(point[1]);
   if (column < 0 || row < 0 || column >= image.columns || row >= image.rows) return null;
-  return image.data[row * image.columns + column] * image.slope + image.intercept;
+  return modalityValue(image.data[row * image.columns + column], image);
 }

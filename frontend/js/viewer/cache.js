@@ -7,8 +7,20 @@
 /** A cap that suits the device: a quarter of its memory (navigator.deviceMemory, GB),
  * between 256 MB and 1.5 GB. */
 export function defaultCap() {
-  const gb = /** @type {any} */ (navigator).deviceMemory || 4;
+  const gb = (typeof navigator === "undefined" ? undefined : /** @type {any} */ (navigator).deviceMemory) || 4;
   return Math.min(1536, Math.max(256, gb * 256)) * 1024 * 1024;
+}
+
+/**
+ * The cap for this page: `?cache_mb=N` in the viewer's address sets it to N MB (at least
+ * 1), to try a small device or a huge series on a big one; otherwise defaultCap().
+ * @param {string} search - location.search
+ * @returns {number} bytes
+ */
+export function capFromQuery(search) {
+  const mb = Number(new URLSearchParams(search).get("cache_mb"));
+  if (Number.isFinite(mb) && mb > 0) return Math.max(1, mb) * 1024 * 1024;
+  return defaultCap();
 }
 
 export class FrameCache {
@@ -16,6 +28,8 @@ export class FrameCache {
   constructor(capBytes) {
     this.cap = capBytes;
     this.bytes = 0;
+    /** the most ever held once a put() returned */
+    this.peak = 0;
     /** @type {Map<string, Map<number, ArrayBufferView>>} */
     this.series = new Map();
     /** @type {Map<string, number>} where each series is being looked at */
@@ -53,13 +67,15 @@ export class FrameCache {
     if (stack.has(index)) return true;
     stack.set(index, frame);
     this.bytes += frame.byteLength;
+    let kept = true;
     while (this.bytes > this.cap) {
       const victim = this.farthest();
       if (!victim) break;
       this.drop(...victim);
-      if (victim[0] === series && victim[1] === index) return false;
+      if (victim[0] === series && victim[1] === index) kept = false;
     }
-    return true;
+    this.peak = Math.max(this.peak, this.bytes);
+    return kept;
   }
 
   /** @param {string} series @param {number} index */

@@ -6,8 +6,8 @@
  */
 import { FrameStream } from "../net/frames.js";
 import { CT_PRESETS } from "../render/voi.js";
-import { FrameCache, defaultCap } from "./cache.js";
-import { buildStack, typedFrame } from "./stack.js";
+import { FrameCache, capFromQuery } from "./cache.js";
+import { buildStack, frameBytes, typedFrame } from "./stack.js";
 import { hideTags, showTags, tagsShown } from "./tags.js";
 import { Viewport } from "./viewport.js";
 
@@ -15,7 +15,9 @@ const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean)
 const grid = /** @type {HTMLElement} */ (document.querySelector("#viewports"));
 const strip = /** @type {HTMLElement} */ (document.querySelector("#series"));
 const status = /** @type {HTMLElement} */ (document.querySelector("#status"));
-const cache = new FrameCache(defaultCap());
+const cache = new FrameCache(capFromQuery(location.search));
+/** Frames the server could not send, per series: stack index → reason. */
+const failures = new Map();
 /** @type {Map<string, {series: any, stack: any[], progress: HTMLProgressElement}>} */
 const seriesByUid = new Map();
 /** @type {Viewport[]} */
@@ -32,6 +34,7 @@ const measurements = [];
 const stream = new FrameStream(studyUid, {
   onStudy,
   onFrame,
+  onFrameError,
   onError: (error) => fail(error.message),
   onState: (state) => { status.textContent = state === "open" ? "" : "reconnecting…"; },
   have: () => Object.fromEntries([...seriesByUid.keys()].map((uid) => [uid, cache.ranges(uid)])),
@@ -57,6 +60,7 @@ function onStudy(manifest) {
   }
   setLayout(1, 1);
   loadMeasurements();
+  showCacheState();
   const firstSeries = manifest.series.find((s) => buildStack(s).length) || manifest.series[0];
   if (firstSeries) assign(viewports[0], firstSeries.series_instance_uid);
   else fail("This study has no images that can be shown.");
@@ -108,6 +112,7 @@ function setLayout(rows, columns) {
       onFocus: (v) => setActive(viewports.indexOf(v)),
       onScroll: (v) => focus(v),
       onMeasured: save,
+      failure: (series, index) => failures.get(series)?.get(index),
     });
     viewport.study = study;
     viewport.measurements = measurements;
@@ -125,6 +130,33 @@ function setLayout(rows, columns) {
 function setActive(index) {
   active = Math.max(index, 0);
   viewports.forEach((v, i) => v.element.classList.toggle("active", i === active));
+  fillFilePresets();
+}
+
+/**
+ * The W/L menu's choices from the file of the active viewport's image: each of its windows
+ * and each of its VOI LUTs (PS3.3 C.11.2). Their explanations are DICOM text: option text.
+ */
+function fillFilePresets() {
+  const group = /** @type {HTMLOptGroupElement} */ (document.querySelector("#file-presets"));
+  const instance = current()?.entry?.instance;
+  const luts = current()?.series?.luts || [];
+  const options = [];
+  const centers = instance?.window_center || [];
+  (instance?.window_width || []).forEach((width, i) => {
+    if (Number.isFinite(centers[i]) && width > 0) {
+      options.push(new Option(`Window ${i + 1} (${width}/${centers[i]})`, `window:${i}`));
+    }
+  });
+  (instance?.voi_luts || []).forEach((table, i) => {
+    const explanation = luts[table]?.explanation;
+    options.push(new Option(`VOI LUT ${i + 1}${explanation ? `: ${explanation}` : ""}`, `lut:${i}`));
+  });
+  const select = /** @type {HTMLSelectElement} */ (group.parentElement);
+  const chosen = select.value;
+  group.replaceChildren(...options);
+  group.hidden = options.length === 0;
+  if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
 }
 
 /** @param {Viewport} viewport @param {string} uid */
@@ -136,6 +168,7 @@ function assign(viewport, uid) {
   viewport.scrollTo(Math.floor(entry.stack.length / 2));
   focus(viewport);
   markIfShown(viewport);
+  if (viewport === current()) fillFilePresets();
 }
 
 /** Tell the server where the reader is, so it sends those frames first. */
@@ -144,7 +177,17 @@ function focus(viewport) {
   const uid = viewport.series.series_instance_uid;
   cache.setFocus(uid, viewport.index);
   const visible = viewports.map((v) => v.series?.series_instance_uid).filter(Boolean);
-  stream.focus(uid, viewport.index, visible, { [uid]: cache.ranges(uid) });
+  stream.focus(uid, viewport.index, visible, { [uid]: cache.ranges(uid) }, frameBudget(viewport.stack));
+}
+
+/**
+ * How many frames of a stack the cache can hold: the server sends no more than that, so
+ * that a series larger than the cap is not streamed only to be dropped.
+ * @param {any[]} stack
+ */
+function frameBudget(stack) {
+  const size = Math.max(0, ...stack.filter((e) => e.instance.viewable).map((e) => frameBytes(e.instance)));
+  return size ? Math.max(1, Math.floor(cache.cap / size)) : 0;
 }
 
 /**
@@ -156,19 +199,52 @@ function onFrame(header, data) {
   const item = entry?.stack[header.index];
   if (!entry || !item) return;
   cache.put(header.series, header.index, typedFrame(data, item.instance.dtype));
-  entry.progress.value = cache.count(header.series);
+  showCacheState();
+  settled(header.series, header.index, entry);
+}
+
+/**
+ * The server could not send a frame (its pixels could not be decoded): remember why, and
+ * say it where that image would be.
+ * @param {{series: string, index: number, reason: string}} message
+ */
+function onFrameError(message) {
+  const entry = seriesByUid.get(message.series);
+  if (!entry || !entry.stack[message.index]) return;
+  if (!failures.has(message.series)) failures.set(message.series, new Map());
+  failures.get(message.series).set(message.index, String(message.reason));
+  settled(message.series, message.index, entry);
+}
+
+/** A frame arrived or was reported as failed: progress, viewports, timing mark. */
+function settled(uid, index, entry) {
+  const done = cache.count(uid) + (failures.get(uid)?.size ?? 0);
+  entry.progress.value = done;
   for (const viewport of viewports) {
-    if (viewport.series?.series_instance_uid === header.series && viewport.index === header.index) {
+    if (viewport.series?.series_instance_uid === uid && viewport.index === index) {
       viewport.draw();
       markIfShown(viewport);
     }
   }
   const first = viewports[0]?.series;
-  if (!seriesCompleteMarked && first && first.series_instance_uid === header.series
-      && cache.count(header.series) >= entry.stack.length) {
+  if (!seriesCompleteMarked && first && first.series_instance_uid === uid && done >= entry.stack.length) {
     seriesCompleteMarked = true;
     performance.mark("lightbox:series-complete");
   }
+}
+
+/**
+ * The cache's state on the page, for tests and anyone curious: bytes held, the most ever
+ * held, the cap, and the frames held of the active viewport's series ("0-40,45").
+ */
+function showCacheState() {
+  const uid = current()?.series?.series_instance_uid;
+  Object.assign(grid.dataset, {
+    cacheBytes: String(cache.bytes),
+    cachePeak: String(cache.peak),
+    cacheCap: String(cache.cap),
+    cacheHeld: uid ? cache.ranges(uid) : "",
+  });
 }
 
 /** @param {Viewport} viewport */
@@ -267,6 +343,7 @@ function wire() {
     const value = presets.value;
     current()?.setWindow(value.includes(",") ? value.split(",").map(Number) : value);
   });
+  presets.addEventListener("focus", fillFilePresets);
   const actions = {
     invert: (v) => { v.invert = !v.invert; },
     rotate: (v) => { v.view.rotate = (v.view.rotate + 90) % 360; },

@@ -1,7 +1,8 @@
 /**
  * A series as a stack of frames, in the order the server streams them: viewable instances
  * in slice order (the server sorted them along the slice normal), each instance's frames
- * in turn. Position i of the stack is what the server calls index i.
+ * in turn. Position i of the stack is what the server calls index i. An image whose pixels
+ * could not be decoded keeps its place (the server sends why instead of its frames).
  */
 
 /**
@@ -12,7 +13,7 @@
 export function buildStack(series) {
   const stack = [];
   for (const instance of series.instances) {
-    if (!instance.viewable) continue;
+    if (!instance.viewable && !instance.undecodable) continue;
     for (let frame = 0; frame < instance.frames; frame += 1) stack.push({ instance, frame });
   }
   return stack;
@@ -41,6 +42,16 @@ export function typedFrame(bytes, dtype) {
   const Type = ARRAYS[dtype] || Uint8Array;
   const values = new Type(bytes.buffer, bytes.byteOffset, bytes.byteLength / Type.BYTES_PER_ELEMENT);
   return values instanceof Float64Array ? Float32Array.from(values) : values;
+}
+
+/**
+ * Bytes one frame of `instance` takes in memory (as typedFrame keeps it).
+ * @param {any} instance - from the manifest
+ * @returns {number}
+ */
+export function frameBytes(instance) {
+  const Type = instance.dtype === "<f8" ? Float32Array : ARRAYS[instance.dtype] || Uint8Array;
+  return instance.rows * instance.columns * (instance.samples || 1) * Type.BYTES_PER_ELEMENT;
 }
 
 /**

@@ -5,7 +5,7 @@
 import { Canvas2DRenderer } from "../render/canvas2d.js";
 import { apply, distanceMm, imageToScreen, invertAffine, orientationLabels } from "../render/geometry.js";
 import { GLRenderer } from "../render/gl.js";
-import { autoWindow, defaultWindow } from "../render/voi.js";
+import { presentation } from "../render/voi.js";
 import { angleDegrees, probe, regionStats } from "../tools/measure.js";
 import { spacingOf, typedFrame } from "./stack.js";
 
@@ -20,7 +20,8 @@ export class Viewport {
   /**
    * @param {HTMLElement} element
    * @param {{cache: import("./cache.js").FrameCache, onFocus: (v: Viewport) => void,
-   *   onScroll: (v: Viewport) => void, tool: () => string}} context
+   *   onScroll: (v: Viewport) => void, tool: () => string,
+   *   failure: (series: string, index: number) => string | undefined}} context
    */
   constructor(element, context) {
     this.element = element;
@@ -54,6 +55,7 @@ export class Viewport {
     this.stack = [];
     this.index = 0;
     this.view = freshView();
+    /** @type {import("../render/voi.js").VoiChoice} */
     this.window = null;
     this.invert = false;
     /** @type {any[]} shared by every viewport of the page (set by main.js) */
@@ -104,19 +106,22 @@ export class Viewport {
     this.draw();
   }
 
-  /** The presentation the entry asks for unless the reader changed it. */
+  /** The VOI transform the entry asks for unless the reader chose another. */
   currentWindow() {
-    const instance = this.entry.instance;
-    return this.window || { ...defaultWindow(instance), fn: instance.voi_lut_function || "LINEAR" };
+    return presentation(this.entry.instance, this.series?.luts || [], this.window);
   }
 
-  /** @param {string} preset - "file", "auto" or [center, width] */
+  /**
+   * @param {string | number[]} preset - "file" (the file's own choice), "auto",
+   *   "window:<i>" or "lut:<i>" (one of the file's windows or VOI LUTs), or [center, width]
+   */
   setWindow(preset) {
     if (!this.entry) return;
-    const instance = this.entry.instance;
-    if (preset === "file") this.window = null;
-    else if (preset === "auto") this.window = { ...autoWindow(instance), fn: "LINEAR" };
-    else this.window = { center: preset[0], width: preset[1], fn: "LINEAR" };
+    const [kind, index] = typeof preset === "string" ? preset.split(":") : [];
+    if (Array.isArray(preset)) this.window = { kind: "manual", center: preset[0], width: preset[1], fn: "LINEAR" };
+    else if (kind === "auto") this.window = { kind: "auto" };
+    else if (kind === "window" || kind === "lut") this.window = { kind, index: Number(index) };
+    else this.window = null;
     this.draw();
   }
 
@@ -133,6 +138,8 @@ export class Viewport {
       return false;
     }
     const buffer = this.context.cache.get(this.series.series_instance_uid, this.index);
+    const failure = buffer ? undefined : this.context.failure(this.series.series_instance_uid, this.index);
+    if (failure !== undefined) return this.showFailure(failure);
     if (!buffer) {
       this.say("Loading…");
       this.annotate();
@@ -160,8 +167,11 @@ export class Viewport {
       width: w.width,
       fn: w.fn,
       invert,
+      modalityLut: w.modalityLut,
+      voiLut: w.voiLut,
     });
     this.frameShown = buffer;
+    delete this.element.dataset.failed;
     // What is shown, for tests and tools that read the page.
     this.element.dataset.sop = instance.sop_instance_uid;
     this.element.dataset.frame = String(entry.frame);
@@ -169,6 +179,24 @@ export class Viewport {
     this.say("");
     this.annotate();
     return true;
+  }
+
+  /**
+   * The server could not send this image: say so in plain words over a black viewport
+   * (never the previous image, which would pass for this one).
+   * @param {string} reason
+   * @returns {boolean}
+   */
+  showFailure(reason) {
+    this.renderer.clear();
+    this.frameShown = null;
+    this.element.dataset.sop = this.entry.instance.sop_instance_uid;
+    this.element.dataset.frame = String(this.entry.frame);
+    this.element.dataset.index = String(this.index);
+    this.element.dataset.failed = "true";
+    this.say(`Image ${this.index + 1} of ${this.stack.length} could not be decoded: ${reason}`);
+    this.annotate();
+    return false;
   }
 
   /** @param {string} text */
@@ -201,7 +229,7 @@ export class Viewport {
       instance.slice_thickness != null ? `Thickness ${instance.slice_thickness} mm` : "",
     );
     this.corners[3].textContent = lines(
-      `W ${Math.round(w.width)} L ${Math.round(w.center)}`,
+      w.label,
       `Zoom ${(this.zoomFactor() * 100).toFixed(0)}%`,
       this.backend === "2d" ? "2D canvas" : "",
     );
@@ -288,8 +316,9 @@ export class Viewport {
     const data = entry && this.context.cache.get(this.series.series_instance_uid, this.index);
     if (!data || entry.instance.samples !== 1) return null;
     const i = entry.instance;
+    const modalityLut = i.modality_lut != null ? this.series.luts?.[i.modality_lut] ?? null : null;
     return { data: /** @type {any} */ (data), columns: i.columns, rows: i.rows,
-      slope: i.rescale_slope, intercept: i.rescale_intercept, spacing: spacingOf(i) };
+      slope: i.rescale_slope, intercept: i.rescale_intercept, modalityLut, spacing: spacingOf(i) };
   }
 
   /** @param {number} x @param {number} y - in CSS px within the viewport */
@@ -399,6 +428,7 @@ export class Viewport {
       const dy = event.clientY - origin.y;
       if (tool === "wl") {
         this.window = {
+          kind: "manual",
           center: initial.center + dy * Math.max(initial.width, 1) / 256,
           width: Math.max(1, initial.width + dx * Math.max(initial.width, 1) / 256),
           fn: initial.fn,
