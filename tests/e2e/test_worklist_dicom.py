@@ -94,7 +94,7 @@ def test_it_shows_a_study_stored_by_a_modality(site, tmp_path):
         )
         assert sent.returncode == 0, sent.stderr
 
-        row = page.locator("#studies tbody tr", has_text="Modality Sent")
+        row = page.locator("#studies tbody tr", has_text="Modality, Sent")
         row.wait_for(timeout=15000)
         assert row.count() == 1
         browser.close()
