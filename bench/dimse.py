@@ -4,7 +4,9 @@
 For each peer, the CT is sent over 1 association and over 4 in parallel (TCP_NODELAY=1 on
 both sides). Reported: accepted instances/s (until storescu returns) and, for Lightbox, the
 seconds until every instance is indexed and viewable and its series derived (Orthanc indexes
-before it answers, so its time to viewable is its acceptance time). Then the ratios.
+before it answers, so its time to viewable is its acceptance time), and the CPU seconds the
+receiver and the worker used until then (Linux; less sensitive to a busy machine than wall
+time). Then the ratios.
 
     .venv/bin/python bench/dimse.py [--source DIR] [--runs N]
 
@@ -93,6 +95,24 @@ def send(files: list[Path], port: int, called_ae: str, associations: int) -> flo
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and its live children (Linux /proc), or None."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        total = 0.0
+        for each in [pid, *map(int, children)]:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+    except (OSError, ValueError):
+        return None
+
+
+def used(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
 def lightbox_run(files: list[Path], associations: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="lightbox-dimse-") as tmp:
         tmp = Path(tmp)
@@ -114,21 +134,39 @@ def lightbox_run(files: list[Path], associations: int) -> dict:
             wait_for_port(port, receiver, tmp / "dimse.log")
             while "ready." not in (tmp / "worker.log").read_text():
                 time.sleep(0.1)
+            cpu = cpu_seconds(receiver.pid), cpu_seconds(worker.pid)
             started = time.time()
             accepted = send(files, port, "LIGHTBOX", associations)
+            receiver_cpu = used(cpu[0], cpu_seconds(receiver.pid))
             time.sleep(2)
+            deadline = time.monotonic() + VIEWABLE_TIMEOUT
+            viewable: float | None = None
             while (
                 (state := probe(env))["lagging_series"]
                 or state["unfinished"]
                 or state["instances"] < len(files)
             ):
+                if time.monotonic() > deadline:
+                    print(f"Lightbox, {associations} association(s): stuck: {state}")
+                    break
                 time.sleep(1)
-            viewable = state["last_done"] - started
+            else:
+                viewable = state["last_done"] - started
+            worker_cpu = used(cpu[1], cpu_seconds(worker.pid))
         finally:
             stop(receiver)
             stop(worker)
-    return {"accept_s": accepted, "viewable_s": viewable}
+    return {
+        "accept_s": accepted,
+        "viewable_s": viewable,
+        "receiver_cpu_s": receiver_cpu,
+        "worker_cpu_s": worker_cpu,
+    }
 
+
+# Beyond this a run counts as stuck (a lost derivation waits for the sweep) and is left out
+# of the median.
+VIEWABLE_TIMEOUT = 60
 
 ORTHANC_CONFIG = {
     "Name": "bench",
@@ -198,15 +236,22 @@ def report(results: dict, count: int, args) -> None:
         f"{os.cpu_count()} cores; {count} files from {args.source.name}; "
         f"median of {args.runs} runs"
     )
-    header = f"{'peer':10} {'assocs':>6} {'accept s':>9} {'accepted/s':>10} {'viewable s':>10}"
+    header = (
+        f"{'peer':10} {'assocs':>6} {'accept s':>9} {'accepted/s':>10} {'viewable s':>10}"
+        f" {'recv CPU s':>10} {'worker CPU s':>12}"
+    )
     print(header)
     print("-" * len(header))
     for (name, associations), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         accept = median([r["accept_s"] for r in runs])
-        viewable = median([r["viewable_s"] for r in runs])
+        viewable = median_viewable(runs)
+        receiver_cpu = _cpu_column([r.get("receiver_cpu_s") for r in runs], 10)
+        worker_cpu = _cpu_column([r.get("worker_cpu_s") for r in runs], 12)
         print(
             f"{name:10} {associations:>6} {accept:>9.2f} {count / accept:>10.1f} {viewable:>10.2f}"
+            f" {receiver_cpu} {worker_cpu}"
         )
+        print(f"{'':10} {'runs':>6} " + ", ".join(_run_text(r) for r in runs))
     for associations in (1, 4):
         ours, theirs = (
             results.get(("Lightbox", associations)),
@@ -214,13 +259,27 @@ def report(results: dict, count: int, args) -> None:
         )
         if ours and theirs:
             rate = median([r["accept_s"] for r in theirs]) / median([r["accept_s"] for r in ours])
-            view = median([r["viewable_s"] for r in ours]) / median(
-                [r["viewable_s"] for r in theirs]
-            )
+            view = median_viewable(ours) / median_viewable(theirs)
             print(
                 f"{associations} association(s): acceptance rate Lightbox/Orthanc = {rate:.2f} "
                 f"(target ≥ 1); time to viewable Lightbox/Orthanc = {view:.2f} (target ≤ 1.5)"
             )
+
+
+def median_viewable(runs: list[dict]) -> float:
+    """Median over the runs that ended (nan if none did)."""
+    ended = [r["viewable_s"] for r in runs if r["viewable_s"] is not None]
+    return median(ended) if ended else float("nan")
+
+
+def _run_text(run: dict) -> str:
+    viewable = "stuck" if run["viewable_s"] is None else f"{run['viewable_s']:.2f}"
+    return f"{run['accept_s']:.2f}/{viewable}"
+
+
+def _cpu_column(values: list, width: int) -> str:
+    known = [v for v in values if v is not None]
+    return f"{median(known):>{width}.2f}" if known else f"{'-':>{width}}"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Celery tasks: thin wrappers that take ids and call one service each."""
 
+# Imported here, before the pool forks, rather than by the first event each child process
+# publishes (backend.live.events validates events with it): that import takes a few tenths
+# of a second, in the middle of the first burst of arrivals.
+import jsonschema  # noqa: F401
 from celery import shared_task
 
 from backend.archive import derive, indexing, recovery

@@ -15,9 +15,11 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -32,7 +34,7 @@ from .attributes import Extracted, extract
 from .dicomjson import dataset_to_json
 from .models import IngestRecord, Instance, Patient, Series, Study, StudySource
 from .spool import get_spool
-from .storage import get_storage
+from .storage import get_storage, sync_dirs
 
 log = logging.getLogger(__name__)
 State = IngestRecord.State
@@ -81,34 +83,58 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
     ids = [uuid.UUID(str(i)) for i in record_ids]
     records = IngestRecord.objects.in_bulk(ids)
     outcomes: Counter[str] = Counter()
-    ready: list[Prepared] = []
+    opened: list[tuple[IngestRecord, Path, ParsedFile]] = []
     for record_id in ids:
         record = records.get(record_id)
         if record is None or record.is_final:
             continue
-        try:
-            try:
-                prepared = _prepare(
-                    record, {p.extracted.instance["sop_instance_uid"] for p in ready}
-                )
-            except _SameInstanceInBatch as again:
-                # An earlier file of this batch has the same SOP Instance UID: commit what is
-                # ready first, so this one is compared with what it follows.
-                outcomes.update(_commit_prepared(ready))
-                ready = []
-                prepared = _prepare_parsed(record, again.path, again.parsed)
-        except _AlreadyFinished:
-            continue
-        except Exception as exc:
-            get_spool().note_error(record.id, f"{type(exc).__name__}: {exc}")
-            log.exception("indexing %s failed; it will be retried", record.id)
-            continue
+        result = _attempt(record, _open)
+        if isinstance(result, tuple):
+            opened.append((record, *result))
+        elif result is not None:
+            outcomes[result] += 1
+    # Which of these SOP Instance UIDs the archive holds already: one query for the batch.
+    known = _existing_instances(str(parsed.dataset.SOPInstanceUID) for _, _, parsed in opened)
+    ready: list[Prepared] = []
+    for record, path, parsed in opened:
+        uid = str(parsed.dataset.SOPInstanceUID)
+        if any(p.extracted.instance["sop_instance_uid"] == uid for p in ready):
+            # An earlier file of this batch has the same SOP Instance UID: commit what is
+            # ready first, so this one is compared with what it follows.
+            outcomes.update(_commit_prepared(ready))
+            ready = []
+            known.pop(uid, None)
+        step = partial(_prepare_parsed, path=path, parsed=parsed, existing=known.get(uid, _UNKNOWN))
+        prepared = _attempt(record, step)
         if isinstance(prepared, Prepared):
             ready.append(prepared)
-        else:
+        elif prepared is not None:
             outcomes[prepared] += 1
     outcomes.update(_commit_prepared(ready))
     return dict(outcomes)
+
+
+def _attempt(record: IngestRecord, step):
+    """step(record); None if another worker finished the record or the step failed (the
+    error is noted beside the spooled file and the sweep retries it)."""
+    try:
+        return step(record)
+    except _AlreadyFinished:
+        return None
+    except Exception as exc:
+        get_spool().note_error(record.id, f"{type(exc).__name__}: {exc}")
+        log.exception("indexing %s failed; it will be retried", record.id)
+        return None
+
+
+def _existing_instances(uids: Iterable[str]) -> dict[str, Instance | None]:
+    """uid -> the Instance holding it, or None, for each of `uids`."""
+    wanted = set(uids)
+    found: dict[str, Instance | None] = dict.fromkeys(wanted)
+    fields = ("pk", "sop_instance_uid", "sha256", "object_key", "file_size")
+    for instance in Instance.objects.filter(sop_instance_uid__in=wanted).only(*fields):
+        found[instance.sop_instance_uid] = instance
+    return found
 
 
 class _AlreadyFinished(Exception):
@@ -125,16 +151,23 @@ class Prepared:
     metadata: str
     object_key: str
     state: str  # STORED (a new SOP Instance UID) or REPLACED
+    # The folder of the object's new link until it is fsynced (_make_durable); the whole
+    # batch's links are made durable together, before any outcome is committed.
+    unsynced_dir: Path | None = None
 
 
-class _SameInstanceInBatch(Exception):
-    def __init__(self, path, parsed: ParsedFile):
-        self.path, self.parsed = path, parsed
-
-
-def _prepare(record: IngestRecord, batch_uids: Collection[str] = ()) -> "Prepared | str":
+def _prepare(record: IngestRecord) -> "Prepared | str":
     """Everything but the index: returns a Prepared, or the final state it already reached
     (quarantined, duplicate)."""
+    opened = _open(record)
+    if isinstance(opened, str):
+        return opened
+    return _prepare_parsed(record, *opened)
+
+
+def _open(record: IngestRecord) -> "tuple[Path, ParsedFile] | str":
+    """Count an attempt and parse the spooled file; or the final state it reached
+    (quarantined: gone, unreadable, or too many attempts)."""
     spool = get_spool()
     path = spool.path(record.id)
     if not path.exists():
@@ -149,9 +182,7 @@ def _prepare(record: IngestRecord, batch_uids: Collection[str] = ()) -> "Prepare
         parsed = read_dicom(path, limits())
     except InvalidDicom as exc:
         return quarantine(record, path, str(exc), attempts=attempt)
-    if str(parsed.dataset.SOPInstanceUID) in batch_uids:
-        raise _SameInstanceInBatch(path, parsed)
-    return _prepare_parsed(record, path, parsed)
+    return path, parsed
 
 
 def quarantine(record: IngestRecord, path, reason: str, **fields) -> str:
@@ -193,10 +224,18 @@ class FrameInfo:
     pixel_max: float | None = None
 
 
-def _prepare_parsed(record: IngestRecord, path, parsed: ParsedFile) -> "Prepared | str":
+_UNKNOWN = object()  # not looked up yet
+
+
+def _prepare_parsed(
+    record: IngestRecord, path: Path, parsed: ParsedFile, existing: Any = _UNKNOWN
+) -> "Prepared | str":
+    """`existing`: the Instance already holding this SOP Instance UID, or None, when the
+    caller looked it up already."""
     ds = parsed.dataset
     sop_instance_uid = str(ds.SOPInstanceUID)
-    existing = Instance.objects.filter(sop_instance_uid=sop_instance_uid).first()
+    if existing is _UNKNOWN:
+        existing = Instance.objects.filter(sop_instance_uid=sop_instance_uid).first()
     if existing is not None and existing.sha256 == record.sha256:
         _finish(
             record,
@@ -211,7 +250,7 @@ def _prepare_parsed(record: IngestRecord, path, parsed: ParsedFile) -> "Prepared
         return State.DUPLICATE
 
     object_key = f"objects/{record.sha256}"
-    get_storage().adopt(object_key, path)
+    unsynced_dir = get_storage().adopt(object_key, path, sync=False)
     frames = derive_frames(parsed, path, object_key, record.sha256)
     extracted = extract(ds)
     extracted.instance["transfer_syntax_uid"] = parsed.transfer_syntax_uid
@@ -224,6 +263,7 @@ def _prepare_parsed(record: IngestRecord, path, parsed: ParsedFile) -> "Prepared
         metadata=json.dumps(metadata, separators=(",", ":")),
         object_key=object_key,
         state=State.REPLACED if existing is not None else State.STORED,
+        unsynced_dir=unsynced_dir,
     )
 
 
@@ -270,7 +310,17 @@ class _StaleParent(Exception):
     pass
 
 
+def _make_durable(batch: list[Prepared]) -> None:
+    """The objects' links must survive a crash before their records say STORED: the spool
+    copy is removed after the commit, and the sweep deletes spool copies of finished
+    records."""
+    sync_dirs(p.unsynced_dir for p in batch)
+    for prepared in batch:
+        prepared.unsynced_dir = None
+
+
 def _commit_index(prepared: Prepared) -> str:
+    _make_durable([prepared])
     try:
         return _commit_once(prepared, existing_checked=True)
     except (_StaleParent, IntegrityError):
@@ -308,6 +358,7 @@ def _commit_once(prepared: Prepared, existing_checked: bool) -> str:
 def _commit_prepared(ready: list[Prepared]) -> list[str]:
     """Commit a batch: new instances together, replacements one by one. (index_batch
     never puts two files with the same SOP Instance UID in one batch.)"""
+    _make_durable(ready)
     bulk = [p for p in ready if p.state == State.STORED]
     single = [p for p in ready if p.state != State.STORED]
     states: list[str] = []
@@ -370,6 +421,7 @@ def _commit_bulk(batch: list[Prepared]) -> list[str]:
 
 
 def _finish_bulk(batch: list[Prepared], instances: list[Instance]) -> None:
+    # One small UPDATE per record: cheaper than bulk_update's CASE WHEN per field and row.
     now = timezone.now()
     for prepared, instance in zip(batch, instances, strict=True):
         record = prepared.record
@@ -377,16 +429,15 @@ def _finish_bulk(batch: list[Prepared], instances: list[Instance]) -> None:
         record.object_key = prepared.object_key
         record.sop_instance_uid = instance.sop_instance_uid
         record.study_instance_uid = prepared.extracted.study["study_instance_uid"]
-    fields = [
-        "state",
-        "finished_at",
-        "instance",
-        "object_key",
-        "sop_instance_uid",
-        "study_instance_uid",
-        "attempts",
-    ]
-    IngestRecord.objects.bulk_update([p.record for p in batch], fields)
+        IngestRecord.objects.filter(pk=record.pk).update(
+            state=record.state,
+            finished_at=now,
+            instance=instance,
+            object_key=record.object_key,
+            sop_instance_uid=record.sop_instance_uid,
+            study_instance_uid=record.study_instance_uid,
+            attempts=record.attempts,
+        )
 
 
 def note_sources(arrivals: Iterable[tuple[Study, IngestRecord]]) -> None:

@@ -126,12 +126,20 @@ class BackgroundRecorder:
         self._thread.start()
 
     def receive(
-        self, chunks: Iterable[bytes], *, source: str, detail: str = "", calling_ae: str = ""
+        self,
+        chunks: Iterable[bytes | memoryview],
+        *,
+        source: str,
+        detail: str = "",
+        calling_ae: str = "",
     ) -> uuid.UUID:
-        """Spool durably (fsync, rename, directory fsync) and return; recording follows."""
-        record_id, size, sha256 = get_spool().receive(chunks)
+        """Spool durably (fsync, rename, directory fsync) and return; recording follows.
+
+        The SHA-256 is computed by the recording thread, from the spooled file: hashing is
+        not what the sender must wait for."""
+        record_id, size = get_spool().receive_unhashed(chunks)
         received = Received(detail, calling_ae=calling_ae.replace("\x00", ""))
-        self._waiting.put((received, record_id, size, sha256, source))
+        self._waiting.put((received, record_id, size, source))
         return record_id
 
     def close(self, timeout: float = 10) -> None:
@@ -157,12 +165,18 @@ class BackgroundRecorder:
         return batch
 
     def _record(self, batch: list) -> None:
+        spool = get_spool()
         by_source: dict[str, list] = {}
-        for received, record_id, size, sha256, source in batch:
+        for received, record_id, size, source in batch:
+            try:
+                sha256 = spool.hash_file(record_id)
+            except OSError:
+                log.exception("cannot read back spooled %s; the sweep will record it", record_id)
+                continue
             by_source.setdefault(source, []).append((received, record_id, size, sha256))
         for source, items in by_source.items():
             try:
-                list(_record_batch(get_spool(), items, source))
+                list(_record_batch(spool, items, source))
             except Exception:
                 # The files are durable in the spool; the sweep records them later.
                 log.exception("could not record %d received files; the sweep will", len(items))

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .storage import fsync_dir, write_durably
+from .storage import fsync_dir, shared_directory_sync, write_durably
 
 
 class Spool:
@@ -32,7 +32,6 @@ class Spool:
         With sync_dir=False the file's name is durable only after sync(), which a batch
         calls once for all its files.
         """
-        record_id = uuid.uuid4()
         digest = hashlib.sha256()
 
         def hashed() -> Iterator[bytes]:
@@ -40,8 +39,28 @@ class Spool:
                 digest.update(chunk)
                 yield chunk
 
-        size = write_durably(self.path(record_id), hashed(), tmp_dir=self.tmp, sync_dir=sync_dir)
+        record_id, size = self.receive_unhashed(hashed(), sync_dir=sync_dir)
         return record_id, size, digest.hexdigest()
+
+    def receive_unhashed(
+        self, chunks: Iterable[bytes | memoryview], sync_dir: bool = True
+    ) -> tuple[uuid.UUID, int]:
+        """Durably spool a file without hashing it (hash_file() later, off the sender's
+        path); returns its new id and size.
+
+        The spool directory's fsync is shared between threads spooling at the same time
+        (storage.DirectorySync): each still returns only once its own rename is durable.
+        """
+        record_id = uuid.uuid4()
+        size = write_durably(self.path(record_id), chunks, tmp_dir=self.tmp, sync_dir=False)
+        if sync_dir:
+            shared_directory_sync(self.root).sync()
+        return record_id, size
+
+    def hash_file(self, record_id: uuid.UUID) -> str:
+        """SHA-256 of a spooled file."""
+        with open(self.path(record_id), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
 
     def sync(self) -> None:
         fsync_dir(self.root)

@@ -8,6 +8,7 @@ database) is kept apart from the files; the files are never rewritten in place.
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -35,6 +36,56 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DirectorySync:
+    """fsync of one directory shared by concurrent threads (group commit).
+
+    A thread that renamed a file into the directory calls sync(); it returns once an fsync
+    that *started after that call* has completed, which makes the rename durable. While one
+    fsync runs, later callers wait and the next fsync covers all of them: with N
+    associations storing at once, one directory fsync per round instead of N.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._cond = threading.Condition()
+        self._requested = 0  # tickets handed out
+        self._synced = 0  # every ticket up to this one is durable
+        self._running = False
+
+    def sync(self) -> None:
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+            while self._synced < ticket:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._lead()
+
+    def _lead(self) -> None:
+        # Called with the condition held: fsync covers every ticket issued so far.
+        covered = self._requested
+        self._running = True
+        self._cond.release()
+        try:
+            fsync_dir(self.path)
+        finally:
+            self._cond.acquire()
+            self._running = False
+            self._cond.notify_all()
+        self._synced = max(self._synced, covered)
+
+
+_directory_syncs: dict[Path, DirectorySync] = {}
+_directory_syncs_lock = threading.Lock()
+
+
+def shared_directory_sync(path: Path) -> DirectorySync:
+    """The process-wide DirectorySync of `path`."""
+    with _directory_syncs_lock:
+        return _directory_syncs.setdefault(Path(path), DirectorySync(Path(path)))
 
 
 def write_durably(
@@ -68,6 +119,13 @@ def write_durably(
     return size
 
 
+def sync_dirs(paths: Iterable[Path | None]) -> None:
+    """fsync each folder once. After the first, the journal commit that made every pending
+    link durable has usually happened already, so the others return at once."""
+    for path in dict.fromkeys(p for p in paths if p is not None):
+        fsync_dir(path)
+
+
 def _unlink_quietly(path: str | Path) -> None:
     try:
         os.unlink(path)
@@ -97,22 +155,28 @@ class FileSystemStorage:
         """Store `chunks` under `key` durably; replaces an existing file atomically."""
         return write_durably(self._prepare(key), chunks)
 
-    def adopt(self, key: str, source: Path) -> None:
+    def adopt(self, key: str, source: Path, sync: bool = True) -> Path | None:
         """Give an already durable local file a key, without copying (hard link).
 
         Content-addressed keys make an existing target the same bytes, so it is kept.
+        With sync=False the new link is durable only once the caller has passed the returned
+        folder to sync_dirs() (one journal commit for a batch instead of one per file);
+        None means there is nothing to sync.
         """
         target = self._prepare(key)
         try:
             os.link(source, target)
         except FileExistsError:
-            return
+            return None
         except OSError:
             # Another filesystem (or no hard links): fall back to a durable copy.
             with open(source, "rb") as f:
                 write_durably(target, iter(lambda: f.read(1 << 20), b""))
-            return
+            return None
+        if not sync:
+            return target.parent
         fsync_dir(target.parent)
+        return None
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()

@@ -13,6 +13,7 @@ rejected association. A modality sending 2,000 slices thus writes a handful of r
 
 import errno
 import logging
+import struct
 import threading
 import time
 from collections import Counter
@@ -21,11 +22,9 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
-import pydicom
 from django.db import connections
-from pydicom import Dataset, FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
+from pydicom import Dataset
+from pydicom.filereader import read_dataset, read_partial
 from pydicom.uid import UID
 from pynetdicom import build_context, evt
 
@@ -278,9 +277,14 @@ def handle_store(event, services: Services) -> int | Dataset:
     if not decision.allowed:
         return _status(REFUSED_NOT_AUTHORIZED, "calling AE not authorized to store")
     state = services.tracker.get(event.assoc)
-    data_set = event.request.DataSet.getvalue()
-    file_start = part10_header(event.file_meta)
     try:
+        # The received bytes as they are, without a copy (nothing writes to them any more).
+        data_set = event.request.DataSet.getbuffer()
+        file_start = part10_header(
+            event.request.AffectedSOPClassUID,
+            event.request.AffectedSOPInstanceUID,
+            event.context.transfer_syntax,
+        )
         services.receive(
             (file_start, data_set),
             source="dimse",
@@ -294,19 +298,46 @@ def handle_store(event, services: Services) -> int | Dataset:
     except Exception as exc:
         return _store_failed(event, services, state, STORE_CANNOT_UNDERSTAND, repr(exc))
     state.counts["stored"] += 1
-    _note_study(state, file_start + data_set)
+    _note_study(state, UID(event.context.transfer_syntax), file_start, data_set)
     return SUCCESS
 
 
-def part10_header(file_meta: FileMetaDataset) -> bytes:
-    """Preamble, 'DICM' and the File Meta Information (PS3.10 §7.1) for a received data set:
-    pynetdicom fills in the SOP Class/Instance UIDs and the negotiated transfer syntax."""
-    file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    buffer = DicomBytesIO()
-    buffer.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(buffer, file_meta, enforce_standard=True)
-    return buffer.getvalue()
+def part10_header(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -> bytes:
+    """Preamble, 'DICM' and the File Meta Information (PS3.10 §7.1) for a received data set,
+    from the request's Affected SOP Class/Instance UIDs and the context's transfer syntax.
+
+    Encoded here, in Explicit VR Little Endian (PS3.10 §7.1, PS3.5 §7.1.2), rather than by
+    pydicom: this runs once per instance while the sender waits."""
+    elements = b"".join(
+        [
+            _meta_element(0x0001, b"OB", b"\x00\x01"),
+            _meta_element(0x0002, b"UI", _uid_value(sop_class_uid)),
+            _meta_element(0x0003, b"UI", _uid_value(sop_instance_uid)),
+            _meta_element(0x0010, b"UI", _uid_value(transfer_syntax)),
+            _meta_element(0x0012, b"UI", _uid_value(IMPLEMENTATION_CLASS_UID)),
+            _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode("ascii")),
+        ]
+    )
+    group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(elements)))
+    return b"\x00" * 128 + b"DICM" + group_length + elements
+
+
+def _uid_value(value: str) -> bytes:
+    """A UI value (PS3.5 §9.1): at most 64 characters of digits and dots, padded with NUL
+    to an even length; anything else is refused (the C-STORE fails with C001)."""
+    uid = str(value).rstrip("\x00 ")
+    if not uid or len(uid) > 64 or uid.strip("0123456789."):
+        raise ValueError(f"invalid UID {uid[:80]!r}")
+    encoded = uid.encode("ascii")
+    return encoded + b"\x00" * (len(encoded) % 2)
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b" "  # SH is padded with a space (PS3.5 §6.2)
+    if vr == b"OB":  # 2 reserved bytes and a 4-byte length (PS3.5 §7.1.2)
+        return struct.pack("<HH2s2xI", 0x0002, element, vr, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
 
 
 def _store_failed(event, services, state, code: int, reason: str) -> Dataset:
@@ -329,22 +360,42 @@ def _store_failed(event, services, state, code: int, reason: str) -> Dataset:
     return _status(code, reason)
 
 
-def _note_study(state: AssociationState, file_bytes: bytes) -> None:
+def _note_study(state: AssociationState, transfer_syntax: UID, file_start: bytes, data_set) -> None:
     """Count the instance under its study for the association's audit rows. Only these two
-    elements are read (stopping at the pixel data); a file too broken for that is counted
+    elements are read, and reading stops after them; a file too broken for that is counted
     under an empty study UID, and the worker will say why when it indexes it."""
     try:
-        ds = pydicom.dcmread(
-            BytesIO(file_bytes),
-            stop_before_pixels=True,
-            specific_tags=["StudyInstanceUID", "PatientID"],
-        )
+        ds = _read_noted(transfer_syntax, file_start, data_set)
         study_instance_uid = str(ds.get("StudyInstanceUID", ""))
         patient_id = str(ds.get("PatientID", ""))
     except Exception:
         study_instance_uid, patient_id = "", ""
     entry = state.studies.setdefault(study_instance_uid, [patient_id, 0])
     entry[1] += 1
+
+
+def _read_noted(transfer_syntax: UID, file_start: bytes, data_set) -> Dataset:
+    if transfer_syntax.is_deflated:  # the whole file, for pydicom to inflate
+        return read_partial(
+            BytesIO(b"".join((file_start, data_set))),
+            stop_when=_after_study_instance_uid,
+            specific_tags=_NOTED_TAGS,
+        )
+    return read_dataset(
+        BytesIO(data_set),
+        transfer_syntax.is_implicit_VR,
+        transfer_syntax.is_little_endian,
+        stop_when=_after_study_instance_uid,
+        specific_tags=_NOTED_TAGS,
+    )
+
+
+_STUDY_INSTANCE_UID = 0x0020000D
+_NOTED_TAGS: list = [0x00100020, _STUDY_INSTANCE_UID]  # PatientID, StudyInstanceUID
+
+
+def _after_study_instance_uid(tag, vr, length) -> bool:
+    return tag > _STUDY_INSTANCE_UID
 
 
 # --- C-FIND (PS3.7 §9.1.2, Query/Retrieve PS3.4 Annex C) --------------------------------

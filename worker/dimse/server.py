@@ -5,6 +5,7 @@ Connections are accepted by one thread; each association then runs in its own th
 at most LIGHTBOX_DICOM_MAX_ASSOCIATIONS at once.
 """
 
+import copy
 import importlib
 import logging
 import socket
@@ -21,9 +22,10 @@ from pynetdicom import (
     ALL_TRANSFER_SYNTAXES,
     DEFAULT_TRANSFER_SYNTAXES,
     AllStoragePresentationContexts,
+    _config,
     evt,
 )
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from . import handlers
 from .handlers import (
@@ -48,12 +50,55 @@ LOSSLESS = [
 ]
 
 
+RECV_CHUNK = 1 << 20
+
+
+class Contexts(list):
+    """The server's supported presentation contexts. pynetdicom deep-copies them for every
+    association; UIDs are immutable, so they are shared rather than copied (a tenth of the
+    time: every storage SOP class times every transfer syntax is some 7,700 UIDs)."""
+
+    def __deepcopy__(self, memo: dict) -> list:
+        for context in self:
+            for syntax in (context._abstract_syntax, *context._transfer_syntax):
+                memo[id(syntax)] = syntax
+        return [copy.deepcopy(context, memo) for context in self]
+
+
+class Socket(AssociationSocket):
+    """pynetdicom's socket wrapper, reading a PDU with reads of up to RECV_CHUNK bytes
+    instead of 4 KiB recv() calls appended one by one. The buffer grows with what arrives,
+    never to the length a peer claims: a PDU header saying 4 GiB costs nothing until sent."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        sock = cast(socket.socket, self.socket)
+        buffer = bytearray()
+        while len(buffer) < nr_bytes:
+            chunk = sock.recv(min(nr_bytes - len(buffer), RECV_CHUNK))
+            if not chunk:  # the connection was closed: return what arrived, as pynetdicom does
+                break
+            buffer += chunk
+        return buffer
+
+
+class Handler(RequestHandler):
+    def _create_association(self):
+        assoc = super()._create_association()
+        assoc.dul.socket.__class__ = Socket
+        return assoc
+
+
 class Server(ThreadedAssociationServer):
     """pynetdicom's server, with TCP_NODELAY on every accepted socket (DIMSE responses are
     small and must not wait for Nagle's algorithm) and the TLS handshake done in the
     connection's own thread, so a slow or silent peer cannot stall the accept loop."""
 
     handshake_timeout = 30.0
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("request_handler", Handler)
+        super().__init__(*args, **kwargs)
+        self.contexts = Contexts(self.contexts)
 
     def get_request(self):
         client_socket, address = self.socket.accept()
@@ -140,6 +185,10 @@ def storage_transfer_syntaxes() -> list[str]:
 
 
 def make_ae() -> AE:
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
+        # pynetdicom's own logging handlers format every DIMSE message (and copy each
+        # received data set to see whether it is empty) before the logger drops the text.
+        _config.LOG_HANDLER_LEVEL = "none"
     ae = AE(ae_title=settings.AE_TITLE)
     ae.maximum_associations = settings.DICOM_MAX_ASSOCIATIONS
     ae.maximum_pdu_size = settings.DICOM_MAX_PDU
