@@ -30,7 +30,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from backend.accounts import audit
-from backend.archive import viewing
+from backend.archive import viewing, worklist
 from backend.archive.access import visible_studies
 
 from .audience import session_alive, session_group
@@ -86,6 +86,8 @@ class ViewerConsumer(AsyncWebsocketConsumer):
         self._prioritise(first, middle, [first] if first else [])
         await self.send(text_data=json.dumps(manifest))
         self.pump = asyncio.create_task(self._pump())
+        # Off the first image's path: the study is no longer "new" on this user's worklist.
+        await database_sync_to_async(worklist.mark_opened)(user, study)
 
     async def _fail(self, code: str) -> None:
         close_code, message = ERRORS[code]

@@ -9,8 +9,7 @@ from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from backend.accounts import audit
-from backend.archive import worklist
-from backend.archive.access import is_admin, role_of, visible_studies
+from backend.archive.access import is_admin, role_of
 
 from . import annotations, tags
 
@@ -18,9 +17,6 @@ from . import annotations, tags
 @login_required
 @require_GET
 def viewer(request, study_instance_uid: str):
-    study = visible_studies(request.user).filter(study_instance_uid=study_instance_uid).first()
-    if study is not None:
-        worklist.mark_opened(request.user, study)  # no longer "new" on the user's worklist
     return FileResponse(
         open(settings.BASE_DIR / "frontend" / "viewer.html", "rb"),
         content_type="text/html; charset=utf-8",

@@ -9,7 +9,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
-from backend.archive.models import Instance
+from backend.archive.models import Instance, StudyOpened
 from backend.archive.storage import get_storage
 from backend.asgi import application
 from backend.live import relay
@@ -78,6 +78,8 @@ def test_it_tells_which_image_cannot_be_shown_and_goes_on(tmp_path, tasks, reade
     assert errors == [{"type": "frame-error", "series": SERIES, "index": 3, "reason": reason}]
     frames = sorted(m["index"] for m in messages if m.get("encoding") == "raw")
     assert frames == [0, 1, 2, 4]
+    # Opened: no longer "new" on the reader's worklist.
+    assert StudyOpened.objects.filter(user=reader, study__study_instance_uid=STUDY).exists()
 
 
 def test_it_reports_a_frame_whose_stored_bytes_are_gone(tmp_path, tasks, reader):
