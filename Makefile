@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := dcmtk chromium nodejs
 MYPY_PATHS := backend worker
 
-.PHONY: run test lint format bench-ingest bench-dimse bench-dicomweb bench-viewer install clean system-packages ohif
+.PHONY: run test lint format bench-ingest bench-dimse bench-dicomweb bench-worklist bench-viewer install clean system-packages ohif
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -67,6 +67,10 @@ bench-dimse: $(VENV)/.installed
 # Needs PostgreSQL and Redis on 127.0.0.1 (database lightbox_bench_dicomweb, Redis db 13).
 bench-dicomweb: $(VENV)/.installed
 	$(PY) bench/dicomweb.py
+
+# Needs PostgreSQL and Redis on 127.0.0.1 (database lightbox_bench_worklist, Redis db 13).
+bench-worklist: $(VENV)/.installed
+	$(PY) bench/worklist.py
 
 # Headless Chromium (Debian package chromium) on loopback and on a 20 Mbit/s link; the
 # kernel-shaped link (tc, network namespace) is measured only when run as root.
