@@ -12,8 +12,11 @@ from .peers import dcmtk, find_statuses, new_instance
 
 pytestmark = needs_dcmtk
 
-# Enough matches that the SCP is still sending when the peer's C-CANCEL arrives.
-STUDIES = 120
+# Enough matches that the SCP is still sending when the peer's C-CANCEL arrives: a few
+# hundred pending responses leave in milliseconds, so thousands. A few are received through
+# storescu; the rest are copies of the first written straight into the index.
+STUDIES = 3000
+SENT = 3
 CANCEL_AFTER = 3
 PENDING = re.compile(r"Find Response: \d+ \(Pending\)")
 
@@ -31,6 +34,26 @@ def store_studies(site, tmp_path, count: int) -> None:
     result = dcmtk("storescu", site.port, files=tuple(paths), timeout=120)
     assert result.returncode == 0, result.stderr
     site.wait_rows("select id from archive_study", count, timeout=180)
+
+
+COPY = """
+from pydicom.uid import generate_uid
+from backend.archive.models import Study
+first = Study.objects.order_by("pk").first()
+fields = [f.attname for f in Study._meta.concrete_fields if f.attname != "id"]
+copies = []
+for _ in range({count}):
+    values = {{name: getattr(first, name) for name in fields}}
+    copies.append(Study(**{{**values, "study_instance_uid": generate_uid()}}))
+Study.objects.bulk_create(copies, batch_size=500)
+"""
+
+
+def copy_studies(site, count: int) -> None:
+    """`count` more studies in the index, copies of the first (same patient, new UIDs)."""
+    result = site.manage("shell", "-c", COPY.format(count=count))
+    assert result.returncode == 0, result.stderr
+    site.wait_rows("select id from archive_study", count + SENT, timeout=60)
 
 
 def findscu(site, *options: str):
@@ -54,7 +77,8 @@ def test_it_stops_a_c_find_that_the_peer_cancels(embedded_site, tmp_path):
     embedded_site.add_node("VIEWER", "127.0.0.1")
     embedded_site.start_worker()
     embedded_site.start_receiver()
-    store_studies(embedded_site, tmp_path, STUDIES)
+    store_studies(embedded_site, tmp_path, SENT)
+    copy_studies(embedded_site, STUDIES - SENT)
 
     result = findscu(embedded_site, "--cancel", str(CANCEL_AFTER))
 

@@ -423,12 +423,30 @@ def handle_find(event, services: Services) -> Iterator[tuple[int | Dataset, Data
     yield from _find_matches(event, services, state, find, identifier, model, requested)
 
 
+# pynetdicom's DUL reads the socket only in a loop turn with nothing to send: a handler
+# that queues responses faster than they leave keeps it from ever reading a C-CANCEL. Every
+# CANCEL_CHECK_EVERY matches the handler waits for the queue to drain and for one turn more.
+CANCEL_CHECK_EVERY = 16
+
+
+def _let_peer_speak(assoc) -> None:
+    outgoing = getattr(getattr(assoc, "dul", None), "to_provider_queue", None)
+    if outgoing is None:
+        return
+    deadline = time.monotonic() + 5
+    while not outgoing.empty() and time.monotonic() < deadline and assoc.is_established:
+        time.sleep(0.0005)
+    time.sleep(0.002)  # the DUL's loop sleeps 1 ms between idle turns
+
+
 def _find_matches(event, services, state, find, identifier, model, requested):
     query_error = services.query_error() or ValueError
     matches = 0
     try:
         studies = services.studies_for(state.decisions["find"].node)
         for response in find(identifier, model=model, studies=studies):
+            if matches % CANCEL_CHECK_EVERY == CANCEL_CHECK_EVERY - 1:
+                _let_peer_speak(event.assoc)
             if event.is_cancelled:
                 _audit_find(services, state, identifier, model, matches, "cancelled")
                 yield CANCEL, None
