@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from websockets.sync.client import connect
@@ -116,6 +116,7 @@ class Sample:
     heap_peak: int = 0
     buffers_peak: int | None = None
     error: str = ""
+    timeline: list = field(default_factory=list)  # [[what, ms from navigation start], …]
 
     @property
     def wire_mb(self) -> float:
@@ -368,7 +369,7 @@ def launch_chromium(profile: Path, origins: list[str]) -> tuple[subprocess.Popen
 # header each message had on the wire (server frames are unmasked), and keeps page errors.
 INSTRUMENT = """(() => {
   const stats = { sockets: 0, opened: null, bytes: 0, frames: 0, first: null, last: null,
-                  errors: [] };
+                  firstFrame: null, errors: [] };
   const held = new Set();
   const order = [];
   Object.defineProperty(window, "__bench", { value: { stats, held, order } });
@@ -386,6 +387,7 @@ INSTRUMENT = """(() => {
         stats.last = performance.now();
         if (stats.first === null) stats.first = stats.last;
         if (typeof data === "string") return;
+        stats.firstFrame ??= stats.last;
         const length = new DataView(data).getUint32(0, true);  // see backend/live/viewer.py
         const header = JSON.parse(text.decode(new Uint8Array(data, 4, length)));
         stats.frames += 1;
@@ -413,6 +415,27 @@ STATE = """(() => {
     httpBytes: entries.reduce((sum, entry) => sum + entry.transferSize, 0),
     ws: bench && { ...bench.stats, unique: bench.held.size, order: bench.order },
   };
+})()"""
+
+
+TIMELINE = """(() => {
+  const [nav] = performance.getEntriesByType("navigation");
+  const ms = (value) => Math.round(value);
+  const rows = [["page request sent", ms(nav.requestStart)],
+                ["page first byte", ms(nav.responseStart)],
+                ["page received", ms(nav.responseEnd)],
+                ["DOM interactive", ms(nav.domInteractive)]];
+  for (const entry of performance.getEntriesByType("resource")) {
+    const name = new URL(entry.name).pathname;
+    rows.push([`${name} asked`, ms(entry.startTime)], [`${name} received`, ms(entry.responseEnd)]);
+  }
+  const stats = window.__bench?.stats || {};
+  const first = performance.getEntriesByName("lightbox:first-image")[0];
+  rows.push(["WebSocket opened", stats.opened && ms(stats.opened)],
+            ["manifest received", stats.first && ms(stats.first)],
+            ["first frame received", stats.firstFrame && ms(stats.firstFrame)],
+            ["lightbox:first-image", first && ms(first.startTime)]);
+  return rows.filter(([, at]) => at !== null && at !== undefined).sort((a, b) => a[1] - b[1]);
 })()"""
 
 
@@ -487,6 +510,7 @@ def load_once(devtools, condition: Condition, encoding: str, study: str, cookies
         if "no WebSocket" in state.get("fatal", ""):
             state["fatal"] += f" (resources: {evaluate(devtools, page.session, RESOURCES)})"
         record(sample, state)
+        sample.timeline = evaluate(devtools, page.session, TIMELINE) or []
     finally:
         page.close()
     return sample
@@ -751,12 +775,28 @@ def print_table(samples: list[Sample], conditions: list[Condition], facts: dict,
         print(f"condition {key!r} not measured: {why}")
 
 
+def print_timelines(samples: list[Sample]) -> None:
+    """Each row's first load, step by step: where the time before the first image goes."""
+    seen = set()
+    for sample in samples:
+        if (sample.condition, sample.encoding) in seen:
+            continue
+        seen.add((sample.condition, sample.encoding))
+        heading = f"{sample.condition} {sample.encoding}"
+        print(f"\nTimeline, {heading} (first run; ms from navigation start):")
+        for what, at in sample.timeline:
+            print(f"  {at:6} {what}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--runs", type=int, default=5, help="page loads per condition/encoding")
     parser.add_argument("--conditions", default="loopback,cdp,tbf", help="comma-separated")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and logs")
+    parser.add_argument(
+        "--timeline", action="store_true", help="print each row's first load step by step"
+    )
     args = parser.parse_args()
     args.conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     if unknown := set(args.conditions) - {"loopback", "cdp", "tbf"}:
@@ -777,6 +817,8 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     print_table(samples, conditions, facts, args)
+    if args.timeline:
+        print_timelines(samples)
     if args.keep:
         print(f"\nkept: {tmp}")
 
