@@ -3,6 +3,8 @@ order in which frames should reach the reader. No network code (backend/live/vie
 streams, this decides)."""
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from backend.imaging.dicomfile import Limits
@@ -61,33 +63,118 @@ class FrameRef:
 
 def manifest(study: Study) -> tuple[dict, dict[str, list[FrameRef]]]:
     """The study as the viewer sees it (JSON-ready), and each series' frames in stack order."""
-    series_list = list(Series.objects.filter(study=study).order_by("series_number", "pk"))
-    instances = Instance.objects.filter(series__study=study).only(*_INSTANCE_FIELDS)
-    by_series: dict[int, list[Instance]] = {}
-    for instance in instances.order_by("slice_index", "instance_number", "pk"):
-        by_series.setdefault(instance.series_id, []).append(instance)
-    described, stacks = [], {}
-    for series in series_list:
-        members = by_series.get(series.pk, [])
-        described.append(_series(series, members))
-        stacks[series.series_instance_uid] = [
-            _ref(series.series_instance_uid, position, instance, frame)
-            for position, (instance, frame) in enumerate(_frames(members))
-        ]
+    text, stacks = manifest_json(study)
+    return json.loads(text), stacks
+
+
+def manifest_json(study: Study) -> tuple[str, dict[str, list[FrameRef]]]:
+    """manifest() as the JSON text the viewer's socket sends. Each series' part is built
+    once per version of the series (see _SeriesParts) and kept: opening a study again, or a
+    study that another reader opened, costs two small queries."""
+    series_list = list(
+        Series.objects.filter(study=study).order_by("series_number", "pk").only(*_SERIES_FIELDS)
+    )
+    parts = _parts.get_many(series_list)
+    if missing := [series for series in series_list if series.pk not in parts]:
+        parts.update(_parts.build(missing))
     patient = study.patient
-    return {
-        "type": "study",
-        "study_instance_uid": study.study_instance_uid,
-        "patient_name": patient.patient_name,
-        "patient_id": patient.patient_id,
-        "patient_birth_date": _text(patient.patient_birth_date),
-        "patient_sex": patient.patient_sex,
-        "study_date": _text(study.study_date),
-        "study_time": _text(study.study_time),
-        "study_description": study.study_description,
-        "accession_number": study.accession_number,
-        "series": described,
-    }, stacks
+    head = json.dumps(
+        {
+            "type": "study",
+            "study_instance_uid": study.study_instance_uid,
+            "patient_name": patient.patient_name,
+            "patient_id": patient.patient_id,
+            "patient_birth_date": _text(patient.patient_birth_date),
+            "patient_sex": patient.patient_sex,
+            "study_date": _text(study.study_date),
+            "study_time": _text(study.study_time),
+            "study_description": study.study_description,
+            "accession_number": study.accession_number,
+        }
+    )
+    described = ", ".join(parts[series.pk][0] for series in series_list)
+    stacks = {series.series_instance_uid: parts[series.pk][1] for series in series_list}
+    return f'{head[:-1]}, "series": [{described}]}}', stacks
+
+
+_SERIES_FIELDS = (
+    "pk",
+    "series_instance_uid",
+    "series_number",
+    "series_description",
+    "modality",
+    "body_part_examined",
+    "thumbnail_key",
+    "number_of_instances",
+    "derive_requested",
+    "derived_version",
+    "created_at",
+)
+
+
+class _SeriesParts:
+    """Each series' part of the manifest (its JSON text and its stack), kept per process
+    while the series does not change. Every change to a series' instances goes through
+    indexing, which counts it in derive_requested (and number_of_instances); derivation
+    (slice order, thumbnail) moves derived_version: together they are the part's version.
+    The version is read before the instances, so a part is never newer than its key says
+    it is old: at worst it is built again."""
+
+    MAX_SERIES = 256
+
+    def __init__(self) -> None:
+        self._parts: OrderedDict[tuple, tuple[str, list[FrameRef]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _version(series: Series) -> tuple:
+        return (
+            series.pk,
+            series.created_at,
+            series.series_instance_uid,
+            series.number_of_instances,
+            series.derive_requested,
+            series.derived_version,
+            series.thumbnail_key,
+            series.series_number,
+            series.series_description,
+            series.modality,
+            series.body_part_examined,
+        )
+
+    def get_many(self, series_list: list[Series]) -> dict[int, tuple[str, list[FrameRef]]]:
+        found = {}
+        with self._lock:
+            for series in series_list:
+                key = self._version(series)
+                if key in self._parts:
+                    self._parts.move_to_end(key)
+                    found[series.pk] = self._parts[key]
+        return found
+
+    def build(self, series_list: list[Series]) -> dict[int, tuple[str, list[FrameRef]]]:
+        instances = Instance.objects.filter(series__in=series_list).only(*_INSTANCE_FIELDS)
+        by_series: dict[int, list[Instance]] = {}
+        for instance in instances.order_by("slice_index", "instance_number", "pk"):
+            by_series.setdefault(instance.series_id, []).append(instance)
+        built = {}
+        for series in series_list:
+            members = by_series.get(series.pk, [])
+            uid = series.series_instance_uid
+            stack = [
+                _ref(uid, position, instance, frame)
+                for position, (instance, frame) in enumerate(_frames(members))
+            ]
+            built[series.pk] = (json.dumps(_series(series, members)), stack)
+        with self._lock:
+            for series in series_list:
+                self._parts[self._version(series)] = built[series.pk]
+            while len(self._parts) > self.MAX_SERIES:
+                self._parts.popitem(last=False)
+        return built
+
+
+_parts = _SeriesParts()
 
 
 def _ref(series: str, position: int, instance: Instance, frame: int) -> FrameRef:

@@ -6,7 +6,7 @@ when the reader scrolls or changes series (optionally "have": what the page hold
 _reset_sent, and "limit": how many frames its memory cap lets it hold: only that many, the
 nearest, are sent), and {"type": "ack", "count": n} as frames are taken in.
 
-Server → client: {"type": "study", …} (viewing.manifest), {"type": "error", …}; for a
+Server → client: {"type": "study", …} (viewing.manifest_json), {"type": "error", …}; for a
 frame that cannot be shown (its pixels could not be decoded at ingest, or its stored bytes
 cannot be read) {"type": "frame-error", "series": uid, "index": n, "reason": text}, which
 needs no ack, and the stream goes on with the others; and one binary message per frame: a
@@ -70,7 +70,7 @@ class ViewerConsumer(AsyncWebsocketConsumer):
         if study is None:
             await database_sync_to_async(self._audit)("viewer.study_opened", study_uid, False)
             return await self._fail("not-found")
-        manifest, self.stacks = await database_sync_to_async(viewing.manifest)(study)
+        manifest, self.stacks = await database_sync_to_async(viewing.manifest_json)(study)
         self.study_uid, self.patient_id = study.study_instance_uid, study.patient.patient_id
         await database_sync_to_async(self._audit)("viewer.study_opened", study_uid, True)
         self.deflate = "encoding=deflate" in self.scope.get("query_string", b"").decode()
@@ -84,7 +84,7 @@ class ViewerConsumer(AsyncWebsocketConsumer):
         first = next((uid for uid, stack in self.stacks.items() if stack), None)
         middle = len(self.stacks[first]) // 2 if first else 0
         self._prioritise(first, middle, [first] if first else [])
-        await self.send(text_data=json.dumps(manifest))
+        await self.send(text_data=manifest)
         self.pump = asyncio.create_task(self._pump())
         # Off the first image's path: the study is no longer "new" on this user's worklist.
         await database_sync_to_async(worklist.mark_opened)(user, study)

@@ -3,6 +3,7 @@
 image whose pixels could not be decoded kept in its place with the reason."""
 
 import importlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,21 @@ def test_it_reads_the_tables_of_files_indexed_before_they_were_read(tmp_path, ta
     migration.read_tables(apps, None)
 
     assert [len(i.voi_luts) for i in Instance.objects.order_by("slice_index")] == [2, 0]
+
+
+def test_a_series_part_is_kept_until_the_series_changes(tmp_path, tasks, django_assert_num_queries):
+    for z in (1, 2):
+        receive_file(save(tmp_path, ct_slice(tmp_path, z)), tasks)
+    study = Study.objects.select_related("patient").get(study_instance_uid=STUDY)
+    first, stacks = viewing.manifest_json(study)
+
+    with django_assert_num_queries(1):  # the series and their versions; no instances
+        again, stacks_again = viewing.manifest_json(study)
+    assert again == first and stacks_again == stacks
+    assert [len(s["instances"]) for s in json.loads(first)["series"]] == [2]
+
+    receive_file(save(tmp_path, ct_slice(tmp_path, 3)), tasks)  # arrives and is derived
+    changed, stacks = viewing.manifest_json(study)
+    (series,) = json.loads(changed)["series"]
+    positions = [i["image_position_patient"][2] for i in series["instances"]]
+    assert sorted(positions) == [1, 2, 3] and len(stacks[SERIES]) == 3
