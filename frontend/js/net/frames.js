@@ -5,6 +5,8 @@
  * connection reconnects and resumes, telling the server what is already held.
  */
 
+import { adoptEarlySocket, viewerSocketUrl } from "./early.js";
+
 const decoder = new TextDecoder();
 
 /**
@@ -26,7 +28,7 @@ export class FrameStream {
    * @param {{deflate?: boolean}} [options]
    */
   constructor(studyUid, handlers, options = {}) {
-    this.path = `/ws/viewer/${encodeURIComponent(studyUid)}${options.deflate ? "?encoding=deflate" : ""}`;
+    this.url = viewerSocketUrl(studyUid, Boolean(options.deflate));
     this.handlers = handlers;
     this.delay = 500;
     this.stopped = false;
@@ -36,24 +38,41 @@ export class FrameStream {
   }
 
   open() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}${this.path}`);
+    // The page's first connection may already be open (./early.js), with messages waiting.
+    const early = this.socket ? null : adoptEarlySocket(this.url);
+    const socket = early?.socket ?? new WebSocket(this.url);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
-    socket.onopen = () => {
-      this.delay = 500;
-      this.handlers.onState("open");
+    /** @type {Record<string, (event: any) => void>} */
+    const handlers = {
+      open: () => {
+        this.delay = 500;
+        this.handlers.onState("open");
+      },
+      message: (message) => {
+        if (typeof message.data === "string") this.text(JSON.parse(message.data));
+        else this.pending = this.pending.then(() => this.binary(message.data));
+      },
+      close: (event) => {
+        this.handlers.onState("closed");
+        if (this.stopped || event.code === 4404 || event.code === 4401) return;
+        setTimeout(() => this.open(), this.delay);
+        this.delay = Math.min(this.delay * 2, 10000);
+      },
     };
-    socket.onmessage = (message) => {
-      if (typeof message.data === "string") this.text(JSON.parse(message.data));
-      else this.pending = this.pending.then(() => this.binary(message.data));
+    const listen = () => {
+      socket.onopen = handlers.open;
+      socket.onmessage = handlers.message;
+      socket.onclose = handlers.close;
     };
-    socket.onclose = (event) => {
-      this.handlers.onState("closed");
-      if (this.stopped || event.code === 4404 || event.code === 4401) return;
-      setTimeout(() => this.open(), this.delay);
-      this.delay = Math.min(this.delay * 2, 10000);
-    };
+    if (!early) return listen();
+    // What the early socket had, in order, once the caller holds this FrameStream (not
+    // from inside its constructor); whatever arrives before then queues behind it.
+    socket.onopen = socket.onmessage = socket.onclose = (event) => early.events.push(event);
+    queueMicrotask(() => {
+      for (const event of early.events) handlers[event.type]?.(event);
+      listen();
+    });
   }
 
   /** @param {any} message */

@@ -115,6 +115,13 @@ export class GLRenderer {
     const buffer = gl.createBuffer();
     gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
     gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]), gl.STATIC_DRAW);
+    // Compile what 16-bit images need while the page is idle (waiting for its first frame),
+    // not when that frame is to be drawn; a failure shows then, where it can be reported.
+    if (typeof requestIdleCallback === "function") {
+      for (const sampler of ["isampler2D", "usampler2D"]) {
+        requestIdleCallback(() => { try { this.program(sampler); } catch { /* at draw */ } });
+      }
+    }
   }
 
   /** @param {string} sampler */

@@ -4,6 +4,7 @@
  * performance.mark("lightbox:first-image") when the first image is drawn and
  * performance.mark("lightbox:series-complete") when the first viewport's series is in memory.
  */
+import { viewerRequest } from "../net/early.js";
 import { FrameStream } from "../net/frames.js";
 import { CT_PRESETS } from "../render/voi.js";
 import { FrameCache, capFromQuery } from "./cache.js";
@@ -11,7 +12,7 @@ import { buildStack, frameBytes, typedFrame } from "./stack.js";
 import { hideTags, showTags, tagsShown } from "./tags.js";
 import { Viewport } from "./viewport.js";
 
-const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+const { studyUid, deflate } = viewerRequest();
 const grid = /** @type {HTMLElement} */ (document.querySelector("#viewports"));
 const strip = /** @type {HTMLElement} */ (document.querySelector("#series"));
 const status = /** @type {HTMLElement} */ (document.querySelector("#status"));
@@ -38,7 +39,7 @@ const stream = new FrameStream(studyUid, {
   onError: (error) => fail(error.message),
   onState: (state) => { status.textContent = state === "open" ? "" : "reconnecting…"; },
   have: () => Object.fromEntries([...seriesByUid.keys()].map((uid) => [uid, cache.ranges(uid)])),
-}, { deflate: new URLSearchParams(location.search).get("encoding") === "deflate" });
+}, { deflate });
 
 /** @param {string} message */
 function fail(message) {
@@ -58,7 +59,6 @@ function onStudy(manifest) {
     const stack = buildStack(series);
     seriesByUid.set(series.series_instance_uid, { series, stack, progress: seriesCard(series, stack) });
   }
-  setLayout(1, 1);
   loadMeasurements();
   showCacheState();
   const firstSeries = manifest.series.find((s) => buildStack(s).length) || manifest.series[0];
@@ -416,3 +416,5 @@ function onKey(event) {
 
 wire();
 selectTool("wl");
+// The viewport (and its WebGL context) is made while the manifest is on its way.
+setLayout(1, 1);
