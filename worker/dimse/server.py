@@ -35,6 +35,7 @@ from .handlers import (
     VERIFICATION,
     Services,
 )
+from .reactor import make_waking
 
 log = logging.getLogger("lightbox.dimse")
 QUERY_MODULE = "backend.archive.query"
@@ -85,6 +86,7 @@ class Handler(RequestHandler):
     def _create_association(self):
         assoc = super()._create_association()
         assoc.dul.socket.__class__ = Socket
+        make_waking(assoc)
         return assoc
 
 

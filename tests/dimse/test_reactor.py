@@ -1,0 +1,80 @@
+"""The receiver's association loops that wait for work instead of polling
+(worker/dimse/reactor.py): copied from this pynetdicom, used by the server, and correct
+across many requests, a release and an abort. Store, find, move, get, cancel, abort and
+shutdown run through them in the other tests of this folder, against the real receiver."""
+
+import threading
+
+import pytest
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+
+from worker.dimse import reactor
+from worker.dimse.server import Server, make_ae
+
+
+def test_the_copied_loops_are_this_pynetdicoms():
+    # If this fails after a pynetdicom upgrade, bring WakingAssociation._run_reactor and
+    # WakingDUL._run_reactor_loop up to date with the new code, then update COPIED_FROM.
+    assert reactor.stock_hashes() == reactor.COPIED_FROM
+    assert reactor.applicable()
+
+
+@pytest.fixture
+def server():
+    """The receiver's AE and server class on a free port, with recording handlers."""
+    seen = {
+        "classes": set(),
+        "echoes": 0,
+        "released": threading.Event(),
+        "aborted": threading.Event(),
+    }
+
+    def on_echo(event):
+        seen["classes"].add((type(event.assoc).__name__, type(event.assoc.dul).__name__))
+        seen["echoes"] += 1
+        return 0x0000
+
+    ae = make_ae()
+    ae.require_called_aet = False
+    handlers = [
+        (evt.EVT_C_ECHO, on_echo),
+        (evt.EVT_RELEASED, lambda event: seen["released"].set()),
+        (evt.EVT_ABORTED, lambda event: seen["aborted"].set()),
+    ]
+    running = ae.make_server(("127.0.0.1", 0), evt_handlers=handlers, server_class=Server)
+    ae._servers.append(running)  # as AE.start_server does; shutdown() takes it out
+    thread = threading.Thread(target=running.serve_forever, daemon=True)
+    thread.start()
+    yield running.server_address[1], seen
+    running.shutdown()
+
+
+def associate(port: int):
+    scu = AE(ae_title="TESTSCU")
+    scu.add_requested_context(Verification)
+    assoc = scu.associate("127.0.0.1", port, ae_title="LIGHTBOX")
+    assert assoc.is_established
+    return assoc
+
+
+def test_the_server_runs_them_and_they_answer_every_request(server):
+    port, seen = server
+    assoc = associate(port)
+
+    statuses = [assoc.send_c_echo().Status for _ in range(200)]
+    assoc.release()
+
+    assert statuses == [0x0000] * 200 and seen["echoes"] == 200
+    assert seen["classes"] == {("WakingAssociation", "WakingDUL")}
+    assert seen["released"].wait(5) and assoc.is_released
+
+
+def test_an_abort_from_the_peer_ends_the_association(server):
+    port, seen = server
+    assoc = associate(port)
+    assert assoc.send_c_echo().Status == 0x0000
+
+    assoc.abort()
+
+    assert seen["aborted"].wait(5)
