@@ -32,10 +32,11 @@ def manifest() -> list[dict]:
 
 @pytest.fixture(autouse=True)
 def data_dir(settings, tmp_path):
-    from backend.archive import indexing
+    from backend.archive import indexing, viewing
 
     indexing._parents.clear()  # per-process cache of studies/series from earlier tests
     indexing._sources_noted.clear()
+    viewing._parts = viewing._SeriesParts()  # and of the viewer's manifest parts
     settings.DATA_DIR = tmp_path / "data"
     settings.DATA_DIR.mkdir()
     return settings.DATA_DIR
