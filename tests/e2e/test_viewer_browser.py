@@ -251,12 +251,16 @@ def test_it_tells_a_user_who_may_not_see_the_study(site, browser):
 def test_it_browses_and_searches_the_tags(site, browser):
     page = open_viewer(browser, site, site.ct_study)
     wait_for_series(page)
+    assert not page.is_visible("#tags") and not page.is_visible("#help")  # until asked for
     page.keyboard.press("t")
     page.wait_for_selector("#tag-rows tr >> text=PatientName")
+    assert page.is_visible("#tags")
     page.fill("#tag-search", "slicethick")
     rows = page.locator("#tag-rows tr")
     assert rows.count() == 1
     assert "SliceThickness" in rows.first.inner_text()
+    page.click("#tags-close")
+    assert not page.is_visible("#tags")
 
 
 def test_it_scrolls_and_zooms_by_touch(site, browser):
