@@ -103,8 +103,10 @@ def browser():
         browser.close()
 
 
-def open_viewer(browser, site, study: str, user="admin", password=PASSWORD):
+def open_viewer(browser, site, study: str, user="admin", password=PASSWORD, init_script=None):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    if init_script:
+        page.add_init_script(init_script)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
@@ -261,6 +263,39 @@ def test_it_browses_and_searches_the_tags(site, browser):
     assert "SliceThickness" in rows.first.inner_text()
     page.click("#tags-close")
     assert not page.is_visible("#tags")
+
+
+# Every WebSocket the page opens, and the frames (binary messages) each one received; the
+# first is closed, as a dropped connection would be, once it has brought 100 frames.
+DROP_AFTER_100_FRAMES = """(() => {
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.frames = 0;
+      window.__sockets.push(this);
+      this.addEventListener("message", ({ data }) => {
+        if (typeof data !== "string") this.frames += 1;
+        if (this === window.__sockets[0] && this.frames === 100) this.close();
+      });
+    }
+  };
+})()"""
+
+
+def test_it_reconnects_and_resumes_when_the_connection_drops(site, browser):
+    page = open_viewer(browser, site, site.ct_study, init_script=DROP_AFTER_100_FRAMES)
+    wait_js(page, "window.__sockets.length === 2 && window.__sockets[1].readyState === 1")
+    wait_for_series(page)
+
+    frames = page.evaluate("window.__sockets.map((s) => s.frames)")
+    assert frames[0] == 100
+    assert 175 <= frames[1] <= 175 + 8  # only what was missing (8: sent before the page said)
+    assert page.inner_text("#status") == ""  # "reconnecting…" is gone
+    page.keyboard.press("End")
+    wait_js(page, "document.querySelector('.viewport').dataset.index === '274'")
+    assert page.errors == []
 
 
 def test_it_scrolls_and_zooms_by_touch(site, browser):
