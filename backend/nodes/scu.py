@@ -22,6 +22,8 @@ from pynetdicom.association import Association
 from backend.archive import ingest
 from backend.archive.retrieve import storage_contexts
 
+from .transport import LightboxAE
+
 # PS3.4 Annex A and Table C.6.2-1 (Study Root Query/Retrieve Information Model).
 Verification = UID("1.2.840.10008.1.1")
 StudyRootQueryRetrieveInformationModelFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
@@ -78,7 +80,7 @@ Progress = Callable[[int, int, int], None]  # completed, failed, remaining
 
 
 def _ae() -> AE:
-    ae = AE(ae_title=settings.AE_TITLE)
+    ae = LightboxAE(ae_title=settings.AE_TITLE)
     ae.acse_timeout = ae.dimse_timeout = 30
     ae.network_timeout = settings.DICOM_TIMEOUT
     ae.maximum_pdu_size = settings.DICOM_MAX_PDU

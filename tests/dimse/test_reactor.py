@@ -1,15 +1,17 @@
 """The receiver's association loops that wait for work instead of polling
-(worker/dimse/reactor.py): copied from this pynetdicom, used by the server, and correct
+(backend/nodes/reactor.py): copied from this pynetdicom, used by the server, and correct
 across many requests, a release and an abort. Store, find, move, get, cancel, abort and
 shutdown run through them in the other tests of this folder, against the real receiver."""
 
+import socket
 import threading
 
 import pytest
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
-from worker.dimse import reactor
+from backend.nodes import reactor
+from backend.nodes.transport import LightboxAE, Socket
 from worker.dimse.server import Server, make_ae
 
 
@@ -78,3 +80,18 @@ def test_an_abort_from_the_peer_ends_the_association(server):
     assoc.abort()
 
     assert seen["aborted"].wait(5)
+
+
+def test_outgoing_associations_send_at_once_and_wait_for_their_socket(server):
+    port, seen = server
+    ae = LightboxAE(ae_title="LIGHTBOX")  # as the C-MOVE sub-operations and SCU jobs use
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="LIGHTBOX")
+    assert assoc.is_established
+    sock = assoc.dul.socket
+
+    assert type(sock) is Socket and type(assoc.dul) is reactor.WakingDUL
+    assert sock.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert [assoc.send_c_echo().Status for _ in range(50)] == [0x0000] * 50
+    assoc.release()
+    assert assoc.is_released

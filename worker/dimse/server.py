@@ -25,7 +25,10 @@ from pynetdicom import (
     _config,
     evt,
 )
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+from backend.nodes.reactor import make_waking
+from backend.nodes.transport import LightboxAE, Socket
 
 from . import handlers
 from .handlers import (
@@ -35,7 +38,6 @@ from .handlers import (
     VERIFICATION,
     Services,
 )
-from .reactor import make_waking
 
 log = logging.getLogger("lightbox.dimse")
 QUERY_MODULE = "backend.archive.query"
@@ -51,9 +53,6 @@ LOSSLESS = [
 ]
 
 
-RECV_CHUNK = 1 << 20
-
-
 class Contexts(list):
     """The server's supported presentation contexts. pynetdicom deep-copies them for every
     association; UIDs are immutable, so they are shared rather than copied (a tenth of the
@@ -64,22 +63,6 @@ class Contexts(list):
             for syntax in (context._abstract_syntax, *context._transfer_syntax):
                 memo[id(syntax)] = syntax
         return [copy.deepcopy(context, memo) for context in self]
-
-
-class Socket(AssociationSocket):
-    """pynetdicom's socket wrapper, reading a PDU with reads of up to RECV_CHUNK bytes
-    instead of 4 KiB recv() calls appended one by one. The buffer grows with what arrives,
-    never to the length a peer claims: a PDU header saying 4 GiB costs nothing until sent."""
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        sock = cast(socket.socket, self.socket)
-        buffer = bytearray()
-        while len(buffer) < nr_bytes:
-            chunk = sock.recv(min(nr_bytes - len(buffer), RECV_CHUNK))
-            if not chunk:  # the connection was closed: return what arrived, as pynetdicom does
-                break
-            buffer += chunk
-        return buffer
 
 
 class Handler(RequestHandler):
@@ -191,7 +174,7 @@ def make_ae() -> AE:
         # pynetdicom's own logging handlers format every DIMSE message (and copy each
         # received data set to see whether it is empty) before the logger drops the text.
         _config.LOG_HANDLER_LEVEL = "none"
-    ae = AE(ae_title=settings.AE_TITLE)
+    ae = LightboxAE(ae_title=settings.AE_TITLE)
     ae.maximum_associations = settings.DICOM_MAX_ASSOCIATIONS
     ae.maximum_pdu_size = settings.DICOM_MAX_PDU
     ae.network_timeout = settings.DICOM_TIMEOUT
