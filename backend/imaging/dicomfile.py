@@ -252,10 +252,10 @@ def _check_elements(
             count += 1
             if count > limits.max_header_elements:
                 raise InvalidDicom(f"more than {limits.max_header_elements} header elements")
-            name = f"{where}{_tag_name(tag)}"
             if vr == "UN" and elem.VR != "UN":
-                un_with_known_vr.append(name)
+                un_with_known_vr.append(f"{where}{_tag_name(tag)}")
             if isinstance(elem.value, Sequence):
+                name = f"{where}{_tag_name(tag)}"
                 if elem.value and depth + 1 > limits.max_sequence_depth:
                     raise InvalidDicom(
                         f"sequences nested deeper than {limits.max_sequence_depth} levels at {name}"
@@ -263,9 +263,12 @@ def _check_elements(
                 stack.extend((item, depth + 1, f"{name}>") for item in elem.value)
             else:
                 _force(elem.value)
-            # Values are converted on first access, so any warning now is about this element.
-            defects.extend(f"{name}: {text}" for text in _pydicom_warnings(caught))
-            caught.clear()
+            # Values are converted on first access, so any warning now is about this element
+            # (its name is looked up only then: most elements have none).
+            if caught:
+                name = f"{where}{_tag_name(tag)}"
+                defects.extend(f"{name}: {text}" for text in _pydicom_warnings(caught))
+                caught.clear()
     if un_with_known_vr:
         # PS3.5 §6.2.2: UN is for unknown attributes; pydicom uses the dictionary VR instead.
         defects.append(
