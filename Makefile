@@ -40,12 +40,17 @@ ohif:
 		timeout 300 npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null; } || \
 		echo "OHIF $(OHIF_VERSION) not downloaded: tests/e2e/test_ohif.py will skip"
 
+# pytest-xdist: two test processes, each with its own test database, Redis database, data
+# dirs and ports; a module's tests stay in one process (its module-scoped servers start once).
+# PYTEST_XDIST="-n 0" runs everything in one process.
+PYTEST_XDIST ?= -n 2 --dist loadfile
+
 test: $(VENV)/.installed system-packages ohif
 	$(PY) -m ruff check .
 	$(PY) -m mypy $(MYPY_PATHS)
 	LIGHTBOX_DATA_DIR=$${LIGHTBOX_DATA_DIR:-$$(mktemp -d)} \
 	LIGHTBOX_OHIF_DIST=$${LIGHTBOX_OHIF_DIST:-$(CURDIR)/$(OHIF_CACHE)} \
-		$(PY) -m pytest $(PYTEST_ARGS)
+		$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

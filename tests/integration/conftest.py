@@ -2,12 +2,13 @@
 
 Tests that need PostgreSQL and Redis skip, saying why, unless DATABASE_URL and REDIS_URL are
 set (`.ci/run` sets both). Workers then share the pytest-django test database, the test's
-data dir and a Redis database of their own (LIGHTBOX_TEST_REDIS_URL, flushed before each
-test). Every wait is bounded; a failing test shows the logs of the processes it started.
+data dir and a Redis database of their own (LIGHTBOX_TEST_REDIS_URL, the next ones up for
+further pytest-xdist workers; flushed before each test). Every wait is bounded; a failing
+test shows the logs of the processes it started.
 """
 
 import os
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -80,9 +81,12 @@ def test_redis(services, settings):
 
     from backend.archive import queue
 
-    url = os.environ.get("LIGHTBOX_TEST_REDIS_URL") or DEFAULT_TEST_REDIS_URL
+    url = own_redis_url()
     client = redis.Redis.from_url(url)
-    client.flushdb()
+    try:
+        client.flushdb()
+    except redis.ResponseError as error:  # e.g. past the server's last database
+        pytest.fail(f"test Redis {url}: {error} (one database per xdist worker)")
     settings.REDIS_URL = url
     settings.CELERY_BROKER_URL = url
     queue.producer.cache_clear()
@@ -91,6 +95,18 @@ def test_redis(services, settings):
     queue.producer.cache_clear()
     client.flushdb()
     client.close()
+
+
+def own_redis_url() -> str:
+    """LIGHTBOX_TEST_REDIS_URL; under pytest-xdist, worker gwN takes the database N above it
+    (gw0 the one named, gw1 the next, ...), so that parallel workers never share a broker."""
+    url = os.environ.get("LIGHTBOX_TEST_REDIS_URL") or DEFAULT_TEST_REDIS_URL
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker:
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0) + int(worker.removeprefix("gw"))
+    return parts._replace(path=f"/{db}").geturl()
 
 
 def database_url() -> str:
