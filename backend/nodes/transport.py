@@ -55,6 +55,13 @@ class Socket(AssociationSocket):
         return buffer
 
 
+def accepted(assoc: Association) -> None:
+    """Set up a new (not yet started) association the receiver accepted: our socket, and
+    both of its threads waiting rather than polling (reactor.make_waking)."""
+    assoc.dul.socket.__class__ = Socket
+    reactor.make_waking(assoc)
+
+
 class LightboxAE(AE):
     """pynetdicom's AE whose outgoing associations (C-MOVE sub-operations, the SCU jobs)
     read, acknowledge and send as above."""

@@ -27,8 +27,7 @@ from pynetdicom import (
 )
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from backend.nodes.reactor import make_waking
-from backend.nodes.transport import LightboxAE, Socket
+from backend.nodes.transport import LightboxAE, accepted
 
 from . import handlers
 from .handlers import (
@@ -68,8 +67,7 @@ class Contexts(list):
 class Handler(RequestHandler):
     def _create_association(self):
         assoc = super()._create_association()
-        assoc.dul.socket.__class__ = Socket
-        make_waking(assoc)
+        accepted(assoc)
         return assoc
 
 
