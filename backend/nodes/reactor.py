@@ -34,6 +34,7 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket
+from pynetdicom.utils import make_target
 
 LOGGER = logging.getLogger("pynetdicom.dul")
 ASSOC_LOGGER = logging.getLogger("pynetdicom.association")
@@ -78,6 +79,11 @@ class WakingDUL(DULServiceProvider):
         if self._waker[0] in ready:
             with contextlib.suppress(OSError):
                 self._waker[0].recv(4096)
+
+    def run(self) -> None:
+        # The thread's target is the stock loop, bound by pynetdicom when the DUL was made
+        # (before its class was switched): run this class's loop instead.
+        make_target(self.run_reactor)()
 
     def run_reactor(self) -> None:
         reader, writer = socket.socketpair()

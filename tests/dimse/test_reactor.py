@@ -33,7 +33,9 @@ def server():
     }
 
     def on_echo(event):
-        seen["classes"].add((type(event.assoc).__name__, type(event.assoc.dul).__name__))
+        dul = event.assoc.dul
+        # _waker is set only while WakingDUL's own loop runs in the DUL thread
+        seen["classes"].add((type(event.assoc).__name__, type(dul).__name__, dul._waker is not None))
         seen["echoes"] += 1
         return 0x0000
 
@@ -68,7 +70,7 @@ def test_the_server_runs_them_and_they_answer_every_request(server):
     assoc.release()
 
     assert statuses == [0x0000] * 200 and seen["echoes"] == 200
-    assert seen["classes"] == {("WakingAssociation", "WakingDUL")}
+    assert seen["classes"] == {("WakingAssociation", "WakingDUL", True)}
     assert seen["released"].wait(5) and assoc.is_released
 
 
@@ -91,6 +93,7 @@ def test_outgoing_associations_send_at_once_and_wait_for_their_socket(server):
     sock = assoc.dul.socket
 
     assert type(sock) is Socket and type(assoc.dul) is reactor.WakingDUL
+    assert assoc.dul._waker is not None  # its loop, not the stock one, runs the thread
     assert sock.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     assert [assoc.send_c_echo().Status for _ in range(50)] == [0x0000] * 50
     assoc.release()
