@@ -35,7 +35,9 @@ def server():
     def on_echo(event):
         dul = event.assoc.dul
         # _waker is set only while WakingDUL's own loop runs in the DUL thread
-        seen["classes"].add((type(event.assoc).__name__, type(dul).__name__, dul._waker is not None))
+        seen["classes"].add(
+            (type(event.assoc).__name__, type(dul).__name__, dul._waker is not None)
+        )
         seen["echoes"] += 1
         return 0x0000
 
