@@ -286,6 +286,9 @@ INGEST_MAX_ATTEMPTS = envint("LIGHTBOX_INGEST_MAX_ATTEMPTS", "3")
 INGEST_STALE_SECONDS = envint("LIGHTBOX_INGEST_STALE_SECONDS", "60")
 INGEST_SWEEP_SECONDS = envint("LIGHTBOX_INGEST_SWEEP_SECONDS", "60")
 WORKER_CONCURRENCY = envint("LIGHTBOX_WORKER_CONCURRENCY", str(os.cpu_count() or 2))
+# CPU priority of the workers (Unix nice, 0-19): indexing yields to the receiver, whose
+# senders wait for each acknowledgement, and to the web server, whose users wait for pages.
+WORKER_NICE = envint("LIGHTBOX_WORKER_NICE", "10")
 DEMO_IMPORT = envbool("LIGHTBOX_DEMO_IMPORT", "1")
 
 # DICOM receiver (worker/dimse, docs/conformance.md). Modalities reach it over the network,

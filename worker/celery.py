@@ -10,7 +10,7 @@ import resource
 
 import django
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 django.setup()
@@ -40,6 +40,19 @@ app.conf.update(
     },
 )
 app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
+
+
+@worker_init.connect
+def lower_priority(**_kwargs) -> None:
+    """Run the worker (and the pool processes it forks) at LIGHTBOX_WORKER_NICE, so that a
+    sender waiting for its C-STORE acknowledgement is not kept waiting by indexing."""
+    os.setpriority(os.PRIO_PROCESS, 0, niceness(settings.WORKER_NICE))
+
+
+def niceness(wanted: int) -> int:
+    """`wanted` within 0-19, never below the niceness the worker was started with (only
+    root may raise a priority)."""
+    return max(min(wanted, 19), os.getpriority(os.PRIO_PROCESS, 0), 0)
 
 
 @worker_process_init.connect
