@@ -4,11 +4,13 @@
 For each peer, the CT is sent over 1 association and over 4 in parallel (TCP_NODELAY=1 on
 both sides). Lightbox runs twice: in its embedded mode (SQLite and a filesystem broker, what
 `make run` uses on a bare machine) and, when they answer on 127.0.0.1, on PostgreSQL and
-Redis (database lightbox_bench, Redis db 13, as bench/ingest.py), as deployed. Reported: accepted instances/s (until storescu returns) and, for Lightbox, the
-seconds until every instance is indexed and viewable and its series derived (Orthanc indexes
-before it answers, so its time to viewable is its acceptance time), and the CPU seconds the
-receiver and the worker used until then (Linux; less sensitive to a busy machine than wall
-time). Then the ratios.
+Redis (database lightbox_bench, Redis db 13, as bench/ingest.py), as deployed.
+
+Reported: accepted instances/s (until storescu returns) and, for Lightbox, the seconds until
+every instance is indexed and viewable and its series derived (Orthanc indexes before it
+answers, so its time to viewable is its acceptance time), and the CPU seconds the receiver
+and the worker used until then (Linux; less sensitive to a busy machine than wall time).
+Then the ratios.
 
     .venv/bin/python bench/dimse.py [--source DIR] [--runs N] [--embedded-only]
 
