@@ -155,15 +155,31 @@ class WakingAssociation(Association):
             if not messages._qsize():
                 messages.not_empty.wait(IDLE_WAIT)
 
+    def _pause(self) -> None:
+        """Wait while a send_*() method owns the DIMSE queue (it clears the checkpoint,
+        waits for _is_paused, sends, takes the response, sets the checkpoint).
+
+        pynetdicom's loop leaves _is_paused True until its thread runs again after the
+        set(). A send_*() that comes in that gap sees it paused, while the loop goes on to
+        take the response from the queue. It logs "Received unexpected C-ECHO service
+        message", and the sender waits for the DIMSE timeout. Once replies came back within
+        microseconds, 200 C-ECHOs in a row hit this. Here the loop marks itself running
+        first, then goes on only if the checkpoint is still set."""
+        while True:
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+            if self._reactor_checkpoint.is_set():
+                return
+
     def _run_reactor(self) -> None:
         # pynetdicom 3.0.4 Association._run_reactor, with `time.sleep(0.001)` → _idle()
+        # and its pause → _pause()
         self._is_paused = False
         while not self._kill:
             self._idle()
 
-            self._is_paused = True
-            self._reactor_checkpoint.wait()
-            self._is_paused = False
+            self._pause()
 
             context_id, msg = self.dimse.get_msg(block=False)
             if msg:
@@ -232,7 +248,8 @@ def applicable() -> bool:
 
 
 def make_waking(assoc: Association) -> None:
-    """Switch a new (not yet started) acceptor association and its DUL to the loops above."""
+    """Switch a new (not yet started) association, accepted or requested, and its DUL to
+    the loops above."""
     if applicable():
         assoc.__class__ = WakingAssociation
         assoc.dul.__class__ = WakingDUL

@@ -11,8 +11,8 @@ whose outgoing associations use them.
   C-STORE response of a C-GET or C-MOVE sub-operation, until its previous one is
   acknowledged: 275 CT slices by C-GET to getscu took 13.8 s, now 2.0 s.
 - Our own small PDUs go out at once (TCP_NODELAY), on accepted and outgoing sockets.
-- Outgoing associations' DUL threads wait on their socket instead of polling
-  (reactor.WakingDUL).
+- Outgoing associations' threads wait instead of polling, as accepted ones do
+  (reactor.make_waking).
 """
 
 import contextlib
@@ -71,6 +71,6 @@ class LightboxAE(AE):
         sock.__class__ = Socket
         if sock.socket is not None:
             no_delay(sock.socket)
-        if reactor.applicable():  # the DUL thread is not started yet
-            assoc.dul.__class__ = reactor.WakingDUL
+        if reactor.applicable():  # neither thread is started yet
+            reactor.make_waking(assoc)
         return sock
