@@ -247,9 +247,16 @@ def applicable() -> bool:
     return False
 
 
-def make_waking(assoc: Association) -> None:
-    """Switch a new (not yet started) association, accepted or requested, and its DUL to
-    the loops above."""
+def make_waking(assoc: Association, socket_loop: bool = True) -> None:
+    """Switch a new (not yet started) association, accepted or requested, to the loops
+    above; its DUL too unless `socket_loop` is False.
+
+    The receiver keeps pynetdicom's polling DUL on accepted associations: answering within
+    microseconds makes clients built on stock pynetdicom lose replies to the race that
+    WakingAssociation._pause closes on our side (their loop takes the reply, and they wait
+    for the DIMSE timeout; pynetdicom issue #875). The 1 ms poll hides it, at no cost
+    measurable on the benchmark (docs/performance.md)."""
     if applicable():
         assoc.__class__ = WakingAssociation
-        assoc.dul.__class__ = WakingDUL
+        if socket_loop:
+            assoc.dul.__class__ = WakingDUL

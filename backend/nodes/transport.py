@@ -57,9 +57,10 @@ class Socket(AssociationSocket):
 
 def accepted(assoc: Association) -> None:
     """Set up a new (not yet started) association the receiver accepted: our socket, and
-    both of its threads waiting rather than polling (reactor.make_waking)."""
+    its association thread waiting rather than polling (reactor.make_waking says why its
+    DUL thread keeps pynetdicom's loop)."""
     assoc.dul.socket.__class__ = Socket
-    reactor.make_waking(assoc)
+    reactor.make_waking(assoc, socket_loop=False)
 
 
 class LightboxAE(AE):
