@@ -11,8 +11,9 @@ whose outgoing associations use them.
   C-STORE response of a C-GET or C-MOVE sub-operation, until its previous one is
   acknowledged: 275 CT slices by C-GET to getscu took 13.8 s, now 2.0 s.
 - Our own small PDUs go out at once (TCP_NODELAY), on accepted and outgoing sockets.
-- Outgoing associations' threads wait instead of polling, as accepted ones do
-  (reactor.make_waking).
+- Both threads of an outgoing association, and the association thread of an accepted
+  one, wait instead of polling (reactor.make_waking; it says why an accepted
+  association's DUL thread keeps pynetdicom's loop).
 """
 
 import contextlib
