@@ -247,16 +247,16 @@ def applicable() -> bool:
     return False
 
 
-def make_waking(assoc: Association, socket_loop: bool = True) -> None:
+def make_waking(assoc: Association) -> None:
     """Switch a new (not yet started) association, accepted or requested, to the loops
-    above; its DUL too unless `socket_loop` is False.
+    above.
 
-    The receiver keeps pynetdicom's polling DUL on accepted associations: answering within
-    microseconds makes clients built on stock pynetdicom lose replies to the race that
-    WakingAssociation._pause closes on our side (their loop takes the reply, and they wait
-    for the DIMSE timeout; pynetdicom issue #875). The 1 ms poll hides it, at no cost
-    measurable on the benchmark (docs/performance.md)."""
+    Replies then leave within microseconds of being ready, as from dcmtk's or Orthanc's
+    SCPs. A client built on stock pynetdicom 3.0 can lose such a reply to the race that
+    WakingAssociation._pause closes on our side (pynetdicom issue #875: its own loop takes
+    the reply, and it waits for the DIMSE timeout); pynetdicom's 1 ms poll on our side only
+    made that rarer, at a fifth of the time one association took per C-STORE. The tests'
+    pynetdicom clients are LightboxAE, whose loops do not have it."""
     if applicable():
         assoc.__class__ = WakingAssociation
-        if socket_loop:
-            assoc.dul.__class__ = WakingDUL
+        assoc.dul.__class__ = WakingDUL

@@ -11,9 +11,8 @@ whose outgoing associations use them.
   C-STORE response of a C-GET or C-MOVE sub-operation, until its previous one is
   acknowledged: 275 CT slices by C-GET to getscu took 13.8 s, now 2.0 s.
 - Our own small PDUs go out at once (TCP_NODELAY), on accepted and outgoing sockets.
-- Both threads of an outgoing association, and the association thread of an accepted
-  one, wait instead of polling (reactor.make_waking; it says why an accepted
-  association's DUL thread keeps pynetdicom's loop).
+- Both threads of every association, accepted or outgoing, wait instead of polling
+  (reactor.make_waking).
 """
 
 import contextlib
@@ -58,10 +57,9 @@ class Socket(AssociationSocket):
 
 def accepted(assoc: Association) -> None:
     """Set up a new (not yet started) association the receiver accepted: our socket, and
-    its association thread waiting rather than polling (reactor.make_waking says why its
-    DUL thread keeps pynetdicom's loop)."""
+    both its threads waiting rather than polling."""
     assoc.dul.socket.__class__ = Socket
-    reactor.make_waking(assoc, socket_loop=False)
+    reactor.make_waking(assoc)
 
 
 class LightboxAE(AE):

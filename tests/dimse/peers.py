@@ -4,8 +4,10 @@ import subprocess
 
 import pydicom
 from pydicom.uid import generate_uid
-from pynetdicom import AE, StoragePresentationContexts
+from pynetdicom import StoragePresentationContexts
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
+
+from backend.nodes.transport import LightboxAE
 
 from ..conftest import pydicom_file
 from .conftest import AE_TITLE
@@ -23,8 +25,11 @@ def dcmtk(
     )
 
 
-def client(calling_ae: str = "PYNETDICOM") -> AE:
-    ae = AE(ae_title=calling_ae)
+def client(calling_ae: str = "PYNETDICOM") -> LightboxAE:
+    """A pynetdicom SCU on our AE class: stock pynetdicom 3.0's requestor loop can take a
+    fast reply from the queue before send_*() does (pynetdicom issue #875,
+    backend/nodes/reactor.py), which would fail these tests for the client's bug."""
+    ae = LightboxAE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
     ae.add_requested_context(Verification)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)

@@ -34,8 +34,7 @@ def server():
 
     def on_echo(event):
         dul = event.assoc.dul
-        # _waker is set only while WakingDUL's own loop runs in the DUL thread; accepted
-        # associations keep pynetdicom's (reactor.make_waking)
+        # _waker is set only while WakingDUL's own loop runs in the DUL thread
         seen["classes"].add(
             (
                 type(event.assoc).__name__,
@@ -80,7 +79,7 @@ def test_the_server_runs_them_and_they_answer_every_request(server):
     assoc.release()
 
     assert statuses == [0x0000] * 1000 and seen["echoes"] == 1000
-    assert seen["classes"] == {("WakingAssociation", "DULServiceProvider", False)}
+    assert seen["classes"] == {("WakingAssociation", "WakingDUL", True)}
     assert seen["released"].wait(5) and assoc.is_released
 
 

@@ -8,8 +8,9 @@ import pydicom
 from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import JPEG2000
-from pynetdicom import AE, _config
+from pynetdicom import _config
 
+from backend.nodes.transport import LightboxAE
 from worker.dimse.handlers import IMPLEMENTATION_CLASS_UID
 
 from ..conftest import pydicom_file
@@ -87,7 +88,7 @@ def test_it_keeps_the_data_set_byte_for_byte(embedded_site, tmp_path, monkeypatc
     embedded_site.start_worker()
     embedded_site.start_receiver()
     files = samples(tmp_path)
-    ae = AE("PYNETDICOM")
+    ae = LightboxAE("PYNETDICOM")  # as peers.client() says why
     for path in files:
         meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
         ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
