@@ -5,7 +5,12 @@ then may the caller acknowledge the sender. Parsing, validation and indexing hap
 worker (see indexing.py), never in the process that received the file.
 """
 
+import contextlib
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from queue import Empty, SimpleQueue
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from django.db import close_old_connections, transaction
 
@@ -138,9 +143,15 @@ class BackgroundRecorder:
         The SHA-256 is computed by the recording thread, from the spooled file: hashing is
         not what the sender must wait for."""
         record_id, size = get_spool().receive_unhashed(chunks)
+        self.enqueue(record_id, size, source=source, detail=detail, calling_ae=calling_ae)
+        return record_id
+
+    def enqueue(
+        self, record_id: uuid.UUID, size: int, *, source: str, detail: str, calling_ae: str
+    ) -> None:
+        """Record a file already durable in the spool, in the next batch."""
         received = Received(detail, calling_ae=calling_ae.replace("\x00", ""))
         self._waiting.put((received, record_id, size, source))
-        return record_id
 
     def close(self, timeout: float = 10) -> None:
         """Record what is waiting, then stop."""
@@ -181,6 +192,89 @@ class BackgroundRecorder:
                 # The files are durable in the spool; the sweep records them later.
                 log.exception("could not record %d received files; the sweep will", len(items))
                 close_old_connections()
+
+
+class RecordingProcess:
+    """BackgroundRecorder's contract, with the recording in a child process
+    (`python -m backend.archive.recording`).
+
+    For the DICOM receiver. In its own process, the recording thread's database
+    transactions and Celery messages held the GIL for milliseconds at a time, while the
+    association threads waited for it between a file's arrival and its acknowledgement.
+    Here the receiving thread spools the file durably, then writes one line (id, size,
+    source, detail, calling AE) to the child's stdin; the child records batches as
+    BackgroundRecorder does. If the child dies, it is started again; what it had not
+    recorded is durable in the spool, and the sweep records it ("recovered").
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._closed = False
+        self._process = self._start()
+
+    @staticmethod
+    def _start() -> subprocess.Popen:
+        from django.conf import settings
+
+        return subprocess.Popen(
+            [sys.executable, "-m", "backend.archive.recording"],
+            stdin=subprocess.PIPE,
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE},
+        )
+
+    def receive(
+        self,
+        chunks: Iterable[bytes | memoryview],
+        *,
+        source: str,
+        detail: str = "",
+        calling_ae: str = "",
+    ) -> uuid.UUID:
+        """Spool durably (fsync, rename, directory fsync) and return; recording follows."""
+        record_id, size = get_spool().receive_unhashed(chunks)
+        line = json.dumps([str(record_id), size, source, detail, calling_ae]) + "\n"
+        self._send(line.encode())
+        return record_id
+
+    def _send(self, line: bytes) -> None:
+        with self._lock:
+            if self._closed:
+                log.error("a file was received after the recorder closed; the sweep records it")
+                return
+            try:
+                self._write(line)
+            except (OSError, ValueError) as exc:
+                log.error(
+                    "the recording process stopped (%s, exit status %s); starting it again",
+                    exc,
+                    self._process.poll(),
+                )
+                self._process = self._start()
+                try:
+                    self._write(line)
+                except (OSError, ValueError):
+                    # Durable in the spool all the same.
+                    log.exception("cannot pass a received file on for recording; the sweep will")
+
+    def _write(self, line: bytes) -> None:
+        stdin = cast(BinaryIO, self._process.stdin)
+        stdin.write(line)
+        stdin.flush()
+
+    def close(self, timeout: float = 10) -> None:
+        """Record what is waiting, then stop."""
+        with self._lock:
+            self._closed = True
+            process = self._process
+            with contextlib.suppress(OSError):
+                cast(BinaryIO, process.stdin).close()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("the recording process did not finish in %s s; stopping it", timeout)
+                process.kill()
+                process.wait()
 
 
 def read_chunks(f: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:

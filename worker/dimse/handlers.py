@@ -87,7 +87,7 @@ _ALWAYS_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 class Services:
     """What the handlers call; built once in server.py from the real services."""
 
-    receive: Callable[..., Any]  # backend.archive.ingest.receive (or a BackgroundRecorder's)
+    receive: Callable[..., Any]  # backend.archive.ingest.receive, or a RecordingProcess's
     authorize: Callable[..., Any]  # backend.nodes.services.authorize -> Decision
     audit: Callable[..., Any]  # backend.accounts.audit.record
     find: Callable[[], Callable[..., Iterator[Dataset]] | None]  # loads query.find lazily

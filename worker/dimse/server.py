@@ -127,12 +127,13 @@ def _query_module():
 
 def default_services() -> Services:
     from backend.accounts.audit import record
-    from backend.archive.ingest import BackgroundRecorder
+    from backend.archive.ingest import RecordingProcess
     from backend.archive.retrieve import dataset_for, instances_for
     from backend.nodes.services import authorize, studies_for_node
 
-    # Acknowledge once the spool copy is durable; records and tasks follow in batches.
-    recorder = BackgroundRecorder()
+    # Acknowledge once the spool copy is durable; records and tasks follow in batches,
+    # written by a process of their own.
+    recorder = RecordingProcess()
     return Services(
         receive=recorder.receive,
         close=recorder.close,

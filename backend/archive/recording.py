@@ -1,0 +1,52 @@
+"""python -m backend.archive.recording — the DICOM receiver's recording process
+(ingest.RecordingProcess).
+
+Reads one JSON line per file the receiver made durable in the spool (id, size, source,
+detail, calling AE) from stdin and records them in batches (ingest.BackgroundRecorder).
+Stop signals are the receiver's to act on: this process ends when its stdin closes, after
+recording everything it was given. A line it cannot read is logged and skipped (its file
+is still in the spool, for the sweep).
+"""
+
+import json
+import logging
+import os
+import signal
+import sys
+import uuid
+
+import django
+
+log = logging.getLogger("lightbox.ingest")
+
+
+def main() -> int:
+    # Ctrl-C reaches the whole process group: the receiver closes stdin once it has
+    # finished its associations, and what they received must still be recorded.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+    django.setup()
+    from backend.archive.ingest import BackgroundRecorder
+
+    recorder = BackgroundRecorder()
+    try:
+        for line in sys.stdin.buffer:
+            try:
+                record_id, size, source, detail, calling_ae = json.loads(line)
+                recorder.enqueue(
+                    uuid.UUID(record_id),
+                    int(size),
+                    source=str(source),
+                    detail=str(detail),
+                    calling_ae=str(calling_ae),
+                )
+            except (ValueError, TypeError):
+                log.error("recording process: unreadable line %r", line[:200])
+    finally:
+        recorder.close(timeout=60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
