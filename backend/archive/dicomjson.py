@@ -2,18 +2,40 @@
 
 Values longer than BULK_THRESHOLD bytes of binary VR, and the pixel data, are replaced by a
 BulkDataURI (§F.2.6) under the instance's /dicomweb path, so metadata stays small.
+
+The elements are written here rather than by pydicom's Dataset.to_json_dict, with the same
+output: read_dicom has converted every value already, and pydicom's generic path (a new
+Dataset, each element looked up again, the VR sets rebuilt per element) cost more than
+reading the file. NULs are removed from the strings as they are written.
 """
 
+import base64
+import logging
+from collections.abc import Callable
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom import config
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import Tag
+from pydicom.valuerep import AMBIGUOUS_VR, BYTES_VR, FLOAT_VR, INT_VR, VR, PersonName
 
 from backend.imaging.dicomfile import ParsedFile
 
 BULK_THRESHOLD = 1024
 PIXEL_TAGS = {Tag(0x7FE00010), Tag(0x7FE00008), Tag(0x7FE00009)}
+
+# pydicom's rules (DataElement.to_json_dict and jsonrep.convert_to_python_number), built once.
+# A binary value is inline when its base64 form, 4/3 longer, is within the threshold.
+_INLINE_MAX = (BULK_THRESHOLD // 4) * 3
+_BINARY_VRS = frozenset((BYTES_VR | AMBIGUOUS_VR) - {VR.US_SS})
+_INT_VRS = frozenset((INT_VR - {VR.AT}) | {VR.US_SS})
+_FLOAT_VRS = frozenset(FLOAT_VR)
+# pydicom's logger: what it logged before, and the handler masks the values it quotes.
+_pydicom_log = config.logger
+
+BulkHandler = Callable[[DataElement], str]
 
 
 def instance_path(ds: Dataset) -> str:
@@ -26,18 +48,27 @@ def instance_path(ds: Dataset) -> str:
 def dataset_to_json(ds: Dataset, parsed: ParsedFile) -> tuple[dict[str, Any], list[str]]:
     """The header as DICOM JSON, and warnings for elements left out because their value
     cannot be represented (e.g. an IS of '1A')."""
-    base = instance_path(ds)
+    base = _text(instance_path(ds))
 
     def bulk(element: DataElement) -> str:
         return f"{base}/bulkdata/{element.tag:08X}"
 
-    header = Dataset({tag: elem for tag, elem in ds.items() if tag not in PIXEL_TAGS})
-    result = _without_nuls(header.to_json_dict(BULK_THRESHOLD, bulk, suppress_invalid_tags=True))
-    dropped = [
-        f"{Tag(tag)} left out of the metadata: its value is not valid for its VR"
-        for tag in header.keys()
-        if f"{tag:08X}" not in result
-    ]
+    result: dict[str, Any] = {}
+    dropped = []
+    # Values still to be converted (pixel data in an icon sequence) are read strictly, and an
+    # element that fails is left out whole, as Dataset.to_json_dict(suppress_invalid_tags=True).
+    with config.strict_reading():
+        for tag, elem in list(ds.items()):
+            if tag in PIXEL_TAGS:
+                continue
+            key = f"{tag:08X}"
+            try:
+                result[key] = _element_json(_converted(ds, tag, elem), bulk)
+            except Exception as exc:
+                _pydicom_log.warning("Error while processing tag %s: %s", key, exc)
+                dropped.append(
+                    f"{Tag(tag)} left out of the metadata: its value is not valid for its VR"
+                )
     if parsed.has_pixel_data:
         words = parsed.pixel_data_offset is not None and int(ds.get("BitsAllocated", 8)) > 8
         result["7FE00010"] = {
@@ -47,13 +78,82 @@ def dataset_to_json(ds: Dataset, parsed: ParsedFile) -> tuple[dict[str, Any], li
     return result, dropped
 
 
-def _without_nuls(value: Any) -> Any:
+def _converted(dataset: Dataset, tag: int, elem: DataElement | RawDataElement) -> DataElement:
+    return dataset[tag] if isinstance(elem, RawDataElement) else elem
+
+
+def _item_json(item: Dataset, bulk: BulkHandler) -> dict[str, Any]:
+    """A sequence item: any element that fails fails the whole sequence (pydicom's rule)."""
+    result = {}
+    for tag, elem in list(item.items()):
+        key = f"{tag:08X}"
+        try:
+            result[key] = _element_json(_converted(item, tag, elem), bulk)
+        except Exception:
+            _pydicom_log.error("Error while processing tag %s", key)
+            raise
+    return result
+
+
+def _element_json(elem: DataElement, bulk: BulkHandler) -> dict[str, Any]:
+    """One element as PS3.18 §F.2.2 writes it, exactly as pydicom's DataElement.to_json_dict
+    does; raises on a value that cannot be represented."""
+    vr, value = elem.VR, elem.value
+    result: dict[str, Any] = {"vr": _text(vr)}
+    if vr in _BINARY_VRS:
+        if _multiplicity(elem, value):
+            result.update(_binary_json(elem, value, bulk))
+    elif vr == VR.SQ:
+        result["Value"] = [_item_json(item, bulk) for item in value]
+    elif vm := _multiplicity(elem, value):
+        result["Value"] = _values_json(vr, value if vm > 1 else [value])
+    return result
+
+
+def _binary_json(elem: DataElement, value: Any, bulk: BulkHandler) -> dict[str, str]:
+    if len(value) > _INLINE_MAX:
+        return {"BulkDataURI": bulk(elem)}
+    if _pydicom_log.isEnabledFor(logging.INFO):
+        _pydicom_log.info("encode bulk data element '%s' inline", elem.name)
+    # PS3.18 §F.2.7: no padding to even length (CP 1920).
+    return {"InlineBinary": base64.b64encode(value).decode("utf-8")}
+
+
+def _values_json(vr: str, values: Any) -> list[Any]:
+    if vr == VR.PN:
+        return [_name_json(name) for name in values]
+    if vr == VR.AT:
+        return [format(tag, "08X") for tag in values]
+    if vr in _INT_VRS:
+        return [int(v) if v is not None else empty_value_for_VR(vr) for v in values]
+    if vr in _FLOAT_VRS:
+        return [float(v) if v is not None else empty_value_for_VR(vr) for v in values]
+    return [_text(v) for v in values]
+
+
+def _name_json(name: PersonName) -> dict[str, Any]:
+    """PS3.18 §F.2.2: a PN value is an object of its component groups."""
+    components = name.components
+    result = {"Alphabetic": _text(components[0])}
+    if len(components) > 1:
+        result["Ideographic"] = _text(components[1])
+    if len(components) > 2:
+        result["Phonetic"] = _text(components[2])
+    return result
+
+
+def _multiplicity(elem: DataElement, value: Any) -> int:
+    """DataElement.VM (for any VR but SQ), without its generic checks for common values."""
+    if isinstance(value, str | bytes | PersonName):
+        return 1 if value else 0
+    if isinstance(value, MultiValue | list):
+        return len(value)
+    if isinstance(value, int | float):
+        return 1
+    return elem.VM  # None, a buffer, anything unusual: pydicom's own rule
+
+
+def _text(value: Any) -> Any:
     """NUL padding is not text (PS3.5 §6.2 pads with spaces) and PostgreSQL's jsonb refuses
     it, so it goes."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {k: _without_nuls(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nuls(v) for v in value]
-    return value
+    return value.replace("\x00", "") if isinstance(value, str) else value
