@@ -57,6 +57,18 @@ def test_it_imports_a_folder_recursively(folder):
     assert set(IngestRecord.objects.values_list("source", flat=True)) == {"cli"}
 
 
+def test_it_records_each_outcome(folder):
+    run_import(folder)
+    for record in IngestRecord.objects.select_related("instance__series__study"):
+        instance = record.instance
+        assert record.state == IngestRecord.State.STORED
+        assert record.finished_at is not None and record.attempts == 1
+        assert record.object_key == instance.object_key == f"objects/{record.sha256}"
+        assert record.sop_instance_uid == instance.sop_instance_uid
+        assert record.study_instance_uid == instance.series.study.study_instance_uid
+    assert IngestRecord.objects.filter(instance__isnull=False).count() == 2
+
+
 def test_it_imports_a_zip_archive(tmp_path):
     archive = tmp_path / "cd.zip"
     with zipfile.ZipFile(archive, "w") as z:
