@@ -24,7 +24,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
-from pydicom.valuerep import PersonName
+from pydicom.valuerep import VR, PersonName
 
 # (7FE0,0008) Float Pixel Data, (7FE0,0009) Double Float Pixel Data, (7FE0,0010) Pixel Data.
 PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -261,7 +261,7 @@ def _check_elements(
                         f"sequences nested deeper than {limits.max_sequence_depth} levels at {name}"
                     )
                 stack.extend((item, depth + 1, f"{name}>") for item in elem.value)
-            else:
+            elif elem.VR == VR.PN:
                 _force(elem.value)
             # Values are converted on first access, so any warning now is about this element
             # (its name is looked up only then: most elements have none).
@@ -279,11 +279,14 @@ def _check_elements(
 
 def _elements(dataset: pydicom.Dataset, where: str) -> Iterator[tuple[int, str, DataElement]]:
     """Yield (tag, VR as encoded, converted element); a conversion failure is InvalidDicom."""
-    for tag in list(dataset.keys()):
+    # items(), not get_item() per tag: dcmread defers no values here, so the two are the same.
+    for tag, raw in list(dataset.items()):
         if tag in PIXEL_DATA_TAGS:
             continue
-        raw = dataset.get_item(tag)
-        if isinstance(raw, RawDataElement) and _is_short(raw):
+        if isinstance(raw, DataElement):  # converted by dcmread already (Specific Character Set)
+            yield tag, raw.VR, raw
+            continue
+        if _is_short(raw):
             raise InvalidDicom(
                 f"file truncated in {where}{_tag_name(tag)}: "
                 f"{len(raw.value or b'')} of {raw.length} bytes present"
