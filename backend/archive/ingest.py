@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -225,14 +225,14 @@ class RecordingProcess:
 
     def receive(
         self,
-        chunks: Iterable[bytes | memoryview],
+        parts: Sequence[bytes | memoryview],
         *,
         source: str,
         detail: str = "",
         calling_ae: str = "",
     ) -> uuid.UUID:
-        """Spool durably (fsync, rename, directory fsync) and return; recording follows."""
-        record_id, size = get_spool().receive_unhashed(chunks)
+        """Spool durably (Spool.receive_whole) and return; recording follows."""
+        record_id, size = get_spool().receive_whole(parts)
         line = json.dumps([str(record_id), size, source, detail, calling_ae]) + "\n"
         self._send(line.encode())
         return record_id

@@ -28,7 +28,8 @@ State = IngestRecord.State
 class SweepResult:
     adopted: int = 0  # spooled files that had no record (crash between spool and record)
     requeued: int = 0  # records pending or abandoned
-    cleaned: int = 0  # spooled copies of finished records, half-written temporaries
+    # spooled copies of finished records, half-written temporaries, files a crash cut short
+    cleaned: int = 0
     series: int = 0  # series whose derivation was lost
     jobs: int = 0  # remote DICOM jobs whose message was lost
 
@@ -54,7 +55,13 @@ def _sweep_spool(stale: float, result: SweepResult) -> None:
     spool = get_spool()
     for record_id in spool.waiting(older_than_seconds=max(stale, 5)):
         record = IngestRecord.objects.filter(pk=record_id).only("state").first()
-        if record is None:
+        if record is None and spool.incomplete(record_id):
+            log.warning(
+                "sweep: removing %s, cut short by a crash before it was acknowledged", record_id
+            )
+            spool.remove(record_id)
+            result.cleaned += 1
+        elif record is None:
             _adopt(spool, record_id)
             result.adopted += 1
         elif record.is_final:

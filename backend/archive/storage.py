@@ -119,6 +119,36 @@ def write_durably(
     return size
 
 
+def write_named_then_synced(
+    path: Path, parts: Iterable[bytes | memoryview], tmp_dir: Path | None = None
+) -> int:
+    """Write to a temporary file, rename it into place, then fsync it: the journal commit
+    that makes the data durable makes the rename durable too (ext4, XFS, btrfs), and the
+    caller's fsync of the folder afterwards finds nothing left to commit. Readers see
+    nothing or the whole file; but after a crash during the fsync, the file under `path`
+    may be incomplete, so the caller must be able to tell (Spool.incomplete). Returns the
+    number of bytes written."""
+    tmp_dir = tmp_dir or path.parent
+    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in parts:
+                f.write(part)
+                size += len(part)
+            f.flush()
+            os.replace(tmp_name, path)
+            tmp_name = ""
+            os.fsync(f.fileno())
+    except BaseException:
+        if tmp_name:
+            _unlink_quietly(tmp_name)
+        else:
+            _unlink_quietly(path)  # named but not durable: nobody will be told it was received
+        raise
+    return size
+
+
 def sync_dirs(paths: Iterable[Path | None]) -> None:
     """fsync each folder once. After the first, the journal commit that made every pending
     link durable has usually happened already, so the others return at once."""

@@ -51,6 +51,32 @@ def test_it_adopts_a_spooled_file_without_a_record(tasks):
     assert not spool.path(record_id).exists()
 
 
+def test_it_adopts_a_whole_file_the_receiver_spooled(tasks):
+    spool = get_spool()
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    record_id, _ = spool.receive_whole([data[:1000], memoryview(data)[1000:]])
+    age_file(spool.path(record_id))
+
+    result = sweep()
+    tasks.run()
+
+    assert result.adopted == 1
+    assert IngestRecord.objects.get(pk=record_id).state == State.STORED
+
+
+def test_it_removes_a_file_a_crash_cut_short_before_it_was_acknowledged(tasks):
+    spool = get_spool()
+    record_id, size = spool.receive_whole([pydicom_file("CT_small.dcm").read_bytes()])
+    os.truncate(spool.path(record_id), size // 2)  # named, then the power went before fsync
+    age_file(spool.path(record_id))
+
+    result = sweep()
+
+    assert (result.adopted, result.cleaned) == (0, 1)
+    assert not spool.path(record_id).exists()
+    assert tasks.sent == [] and not IngestRecord.objects.exists()
+
+
 def test_it_leaves_a_freshly_spooled_file_to_its_receiver(tasks):
     get_spool().receive([b"arriving"])
     assert sweep().adopted == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.archive.spool import Spool
+from backend.archive.spool import Spool, size_in_id, sized_id
 
 
 @pytest.fixture
@@ -113,3 +113,43 @@ def test_it_counts_attempts_without_a_marker_on_a_full_disk(spool, monkeypatch, 
     monkeypatch.setattr(Path, "write_text", denied)
     with pytest.raises(PermissionError):  # other errors still fail the attempt
         spool.begin_attempt(record_id)
+
+
+def test_a_whole_file_is_spooled_under_an_id_that_carries_its_size(spool):
+    parts = [b"DICM", memoryview(b"x" * 70_000)]
+    record_id, size = spool.receive_whole(parts)
+
+    assert size == 70_004 and size_in_id(record_id) == 70_004
+    assert record_id.version == 8 and record_id.variant == uuid.RFC_4122
+    assert spool.path(record_id).read_bytes() == b"DICM" + b"x" * 70_000
+    assert not spool.incomplete(record_id)
+    assert list(spool.tmp.iterdir()) == []
+
+
+def test_a_file_shorter_than_its_id_says_is_incomplete(spool):
+    record_id, size = spool.receive_whole([b"y" * 100])
+    os.truncate(spool.path(record_id), 40)
+    assert spool.incomplete(record_id)
+
+
+def test_other_ids_carry_no_size(spool):
+    record_id, _, _ = spool.receive([b"z"])
+    assert size_in_id(record_id) is None and not spool.incomplete(record_id)
+    assert size_in_id(uuid.uuid4()) is None
+    assert [size_in_id(sized_id(n)) for n in (0, 1, 525_000, (1 << 48) - 1)] == [
+        0,
+        1,
+        525_000,
+        (1 << 48) - 1,
+    ]
+    assert len({sized_id(10) for _ in range(1000)}) == 1000
+
+
+def test_a_whole_file_that_cannot_be_written_leaves_nothing(spool, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError):
+        spool.receive_whole([b"w" * 10])
+    assert list(spool.waiting()) == [] and list(spool.tmp.iterdir()) == []
