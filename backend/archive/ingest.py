@@ -31,6 +31,7 @@ from .spool import get_spool
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 TASK_BATCH = 16
+RESTART_INTERVAL = 5.0  # seconds: RecordingProcess starts its child at most this often
 
 
 def receive(
@@ -212,10 +213,10 @@ class RecordingProcess:
         self._closed = False
         self._process = self._start()
 
-    @staticmethod
-    def _start() -> subprocess.Popen:
+    def _start(self) -> subprocess.Popen:
         from django.conf import settings
 
+        self._started = time.monotonic()
         return subprocess.Popen(
             [sys.executable, "-m", "backend.archive.recording"],
             stdin=subprocess.PIPE,
@@ -244,18 +245,23 @@ class RecordingProcess:
                 return
             try:
                 self._write(line)
+                return
             except (OSError, ValueError) as exc:
+                if time.monotonic() - self._started < RESTART_INTERVAL:
+                    # One that dies at once (a broken install) is not restarted per file.
+                    log.error("the recording process stopped (%s); the sweep records the file", exc)
+                    return
                 log.error(
                     "the recording process stopped (%s, exit status %s); starting it again",
                     exc,
                     self._process.poll(),
                 )
                 self._process = self._start()
-                try:
-                    self._write(line)
-                except (OSError, ValueError):
-                    # Durable in the spool all the same.
-                    log.exception("cannot pass a received file on for recording; the sweep will")
+            try:
+                self._write(line)
+            except (OSError, ValueError):
+                # Durable in the spool all the same.
+                log.exception("cannot pass a received file on for recording; the sweep will")
 
     def _write(self, line: bytes) -> None:
         stdin = cast(BinaryIO, self._process.stdin)
