@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Field
 from django.utils import timezone
 
 from backend.imaging.dicomfile import InvalidDicom, Limits, ParsedFile, read_dicom
@@ -439,7 +439,7 @@ _SAVE_OUTCOME = (
     " WHERE id = %s"
 )
 _OUTCOME_FIELDS = [
-    IngestRecord._meta.get_field(name)
+    cast(Field, IngestRecord._meta.get_field(name))
     for name in (
         "state",
         "finished_at",

@@ -277,8 +277,11 @@ def _check_elements(
         )
 
 
-def _elements(dataset: pydicom.Dataset, where: str) -> Iterator[tuple[int, str, DataElement]]:
-    """Yield (tag, VR as encoded, converted element); a conversion failure is InvalidDicom."""
+def _elements(
+    dataset: pydicom.Dataset, where: str
+) -> Iterator[tuple[int, str | None, DataElement]]:
+    """Yield (tag, VR as encoded (None in Implicit VR), converted element); a conversion
+    failure is InvalidDicom."""
     # items(), not get_item() per tag: dcmread defers no values here, so the two are the same.
     for tag, raw in list(dataset.items()):
         if tag in PIXEL_DATA_TAGS:
