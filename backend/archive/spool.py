@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from .storage import fsync_dir, shared_directory_sync, write_durably, write_named_then_synced
+from .storage import fsync_dir, shared_directory_sync, write_durably
 
 # Ids of files spooled by receive_whole(): RFC 9562 version 8 UUIDs whose first 48 bits are
 # the file's size, the rest (but the version and variant bits) random: 74 random bits.
@@ -75,7 +75,9 @@ class Spool:
         """
         size = sum(len(part) for part in parts)
         record_id = sized_id(size)
-        write_named_then_synced(self.path(record_id), parts, tmp_dir=self.tmp)
+        write_durably(
+            self.path(record_id), parts, tmp_dir=self.tmp, sync_dir=False, name_first=True
+        )
         shared_directory_sync(self.root).sync()
         return record_id, size
 

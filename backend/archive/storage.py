@@ -93,59 +93,40 @@ def write_durably(
     chunks: Iterable[bytes | memoryview],
     tmp_dir: Path | None = None,
     sync_dir: bool = True,
+    name_first: bool = False,
 ) -> int:
     """Write to a temporary file, fsync it, rename it into place, fsync the folder.
 
     Readers see either nothing or the whole file, and once this returns the file survives a
     power cut. Returns the number of bytes written. With sync_dir=False the caller must
     fsync_dir(path.parent) before relying on it (one sync for a batch of files).
+
+    With name_first, the rename comes before the fsync: the journal commit that makes the
+    data durable makes the rename durable too (ext4, XFS, btrfs), and the folder's fsync
+    afterwards finds nothing left to commit. But after a crash during that fsync, the file
+    under `path` may be incomplete, so the caller must be able to tell (Spool.incomplete).
     """
     tmp_dir = tmp_dir or path.parent
     fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-")
     size = 0
+    written = tmp_name  # what to remove if this fails: nobody was told it was received
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
                 size += len(chunk)
             f.flush()
+            if name_first:
+                os.replace(tmp_name, path)
+                written = str(path)
             os.fsync(f.fileno())
-        os.replace(tmp_name, path)
+        if not name_first:
+            os.replace(tmp_name, path)
     except BaseException:
-        _unlink_quietly(tmp_name)
+        _unlink_quietly(written)
         raise
     if sync_dir:
         fsync_dir(path.parent)
-    return size
-
-
-def write_named_then_synced(
-    path: Path, parts: Iterable[bytes | memoryview], tmp_dir: Path | None = None
-) -> int:
-    """Write to a temporary file, rename it into place, then fsync it: the journal commit
-    that makes the data durable makes the rename durable too (ext4, XFS, btrfs), and the
-    caller's fsync of the folder afterwards finds nothing left to commit. Readers see
-    nothing or the whole file; but after a crash during the fsync, the file under `path`
-    may be incomplete, so the caller must be able to tell (Spool.incomplete). Returns the
-    number of bytes written."""
-    tmp_dir = tmp_dir or path.parent
-    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-")
-    size = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:
-                f.write(part)
-                size += len(part)
-            f.flush()
-            os.replace(tmp_name, path)
-            tmp_name = ""
-            os.fsync(f.fileno())
-    except BaseException:
-        if tmp_name:
-            _unlink_quietly(tmp_name)
-        else:
-            _unlink_quietly(path)  # named but not durable: nobody will be told it was received
-        raise
     return size
 
 
