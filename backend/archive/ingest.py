@@ -115,13 +115,14 @@ def _record_batch(spool, batch, source: str) -> Iterator[Received]:
 
 
 class BackgroundRecorder:
-    """Receive files durably now, record and queue them in batches a moment later.
+    """Record and queue files already durable in the spool, in batches, from a thread.
 
-    For a network receiver: the sender's acknowledgement waits only for the durable spool
-    copy (the contract), while records and Celery messages are written a batch at a time by
-    a thread, so that many small commits and messages do not slow the sender down and the
-    workers get batches to index in one transaction. If the process dies before a batch
-    is recorded, the sweep finds those spooled files and records them ("recovered").
+    For a network receiver (through RecordingProcess): the sender's acknowledgement waits
+    only for the durable spool copy (the contract), while records and Celery messages are
+    written a batch at a time, so that many small commits and messages do not slow the
+    sender down and the workers get batches to index in one transaction. The SHA-256 is
+    computed here, from the spooled file. If the process dies before a batch is recorded,
+    the sweep finds those spooled files and records them ("recovered").
     """
 
     def __init__(self, interval: float = 0.05, max_batch: int = 64):
@@ -130,22 +131,6 @@ class BackgroundRecorder:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="IngestRecorder", daemon=True)
         self._thread.start()
-
-    def receive(
-        self,
-        chunks: Iterable[bytes | memoryview],
-        *,
-        source: str,
-        detail: str = "",
-        calling_ae: str = "",
-    ) -> uuid.UUID:
-        """Spool durably (fsync, rename, directory fsync) and return; recording follows.
-
-        The SHA-256 is computed by the recording thread, from the spooled file: hashing is
-        not what the sender must wait for."""
-        record_id, size = get_spool().receive_unhashed(chunks)
-        self.enqueue(record_id, size, source=source, detail=detail, calling_ae=calling_ae)
-        return record_id
 
     def enqueue(
         self, record_id: uuid.UUID, size: int, *, source: str, detail: str, calling_ae: str
@@ -196,8 +181,8 @@ class BackgroundRecorder:
 
 
 class RecordingProcess:
-    """BackgroundRecorder's contract, with the recording in a child process
-    (`python -m backend.archive.recording`).
+    """The DICOM receiver's ingest: spool durably now, record in a child process
+    (`python -m backend.archive.recording`, a BackgroundRecorder) a moment later.
 
     For the DICOM receiver. In its own process, the recording thread's database
     transactions and Celery messages held the GIL for milliseconds at a time, while the

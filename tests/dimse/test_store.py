@@ -142,7 +142,7 @@ def test_it_refuses_stores_from_unknown_aes_when_told_to(embedded_site, tmp_path
     # 0124H Refused: Not Authorized (PS3.7 §C.5); dcmtk prints it as an unknown status.
     assert "Store Response (Unknown Status: 0x124)" in stranger.stderr, stranger.stderr
     assert "Received Store Response (Success)" in known.stderr + known.stdout, known.stderr
-    # Records follow the acknowledgement within a moment (BackgroundRecorder).
+    # Records follow the acknowledgement within a moment (RecordingProcess).
     assert embedded_site.wait_rows("select source_detail from archive_ingestrecord", 1) == [
         ("MODALITY@127.0.0.1",)
     ]
@@ -171,5 +171,5 @@ def test_it_serves_eight_simultaneous_associations(embedded_site):
         thread.join(timeout=60)
 
     assert statuses == [0x0000] * 24
-    # Records follow the acknowledgements within a moment (BackgroundRecorder).
+    # Records follow the acknowledgements within a moment (RecordingProcess).
     assert len(embedded_site.wait_rows("select id from archive_ingestrecord", 24)) == 24
