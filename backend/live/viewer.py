@@ -162,12 +162,13 @@ class ViewerConsumer(AsyncWebsocketConsumer):
                 if (ref.series, ref.index) in self.sent:
                     continue
                 self.sent.add((ref.series, ref.index))
+                # On its way from here: a "have" that comes while it is read keeps it sent.
+                self.recent.append((ref.series, ref.index))
                 message = await asyncio.to_thread(self._message, ref) if not ref.error else None
                 if message is None:
                     self.failed.add((ref.series, ref.index))
                     await self.send(text_data=json.dumps(frame_error(ref)))
                     continue
-                self.recent.append((ref.series, ref.index))
                 self.in_flight += 1
                 await self.send(bytes_data=message)
             self.wake.clear()

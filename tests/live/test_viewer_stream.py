@@ -1,8 +1,10 @@
 """/ws/viewer/<study> through the real ASGI app when an image cannot be shown: the page is
 told which one and why, in a frame-error message, and the stream goes on with the others."""
 
+import asyncio
 import json
 import struct
+import threading
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -13,6 +15,7 @@ from backend.archive.models import Instance, StudyOpened
 from backend.archive.storage import get_storage
 from backend.asgi import application
 from backend.live import relay
+from backend.live.viewer import ViewerConsumer
 
 from ..archive.helpers import receive_file
 from ..archive.test_viewing import SERIES, STUDY, broken_codestream, ct_slice, save
@@ -118,3 +121,46 @@ def test_it_sends_no_more_frames_than_the_page_can_hold(tmp_path, tasks, reader)
 
     assert first == [6, 7, 5, 8, 4, 9, 3, 10]  # the middle slice, then outward
     assert then == [0, 1, 2]  # the 3 nearest slice 0, nothing the page would drop
+
+
+def test_a_frame_being_read_when_the_page_says_what_it_holds_is_sent_once(
+    tmp_path, tasks, reader, monkeypatch
+):
+    """The page's "have" (on reconnecting) can arrive while the server is reading the next
+    frame: that frame is on its way, and must not become due again."""
+    for z in range(12):
+        receive_file(save(tmp_path, ct_slice(tmp_path, z)), tasks)
+    cookie = cookie_of(reader)
+    reading, release = threading.Event(), threading.Event()
+    message = ViewerConsumer._message
+
+    def slow_ninth(consumer, ref):
+        if ref.index == 2:  # the ninth in order: 6, 7, 5, 8, 4, 9, 3, 10, 2
+            reading.set()
+            release.wait(10)
+        return message(consumer, ref)
+
+    monkeypatch.setattr(ViewerConsumer, "_message", slow_ninth)
+
+    @async_to_sync
+    async def scenario():
+        ws = WebsocketCommunicator(application, f"/ws/viewer/{STUDY}", [ORIGIN, cookie])
+        assert (await ws.connect())[0]
+        await ws.receive_from()  # the manifest
+        indexes = [_header(await ws.receive_from())["index"] for _ in range(8)]
+        await ws.send_to(text_data=json.dumps({"type": "ack", "count": 1}))
+        assert await asyncio.to_thread(reading.wait, 10)
+        focus = {"type": "focus", "series": SERIES, "index": 6, "visible": [SERIES]}
+        held = ",".join(str(i) for i in indexes)
+        await ws.send_to(text_data=json.dumps({**focus, "have": {SERIES: held}}))
+        await asyncio.sleep(0.2)  # the focus is handled while the ninth is still being read
+        release.set()
+        while not await ws.receive_nothing(timeout=1):
+            indexes.append(_header(await ws.receive_from())["index"])
+            await ws.send_to(text_data=json.dumps({"type": "ack", "count": 1}))
+        await ws.disconnect()
+        return indexes
+
+    indexes = scenario()
+
+    assert sorted(indexes) == list(range(12))  # each once
