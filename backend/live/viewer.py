@@ -84,10 +84,13 @@ class ViewerConsumer(AsyncWebsocketConsumer):
         first = next((uid for uid, stack in self.stacks.items() if stack), None)
         middle = len(self.stacks[first]) // 2 if first else 0
         self._prioritise(first, middle, [first] if first else [])
-        await self.send(text_data=manifest)
-        self.pump = asyncio.create_task(self._pump())
-        # Off the first image's path: the study is no longer "new" on this user's worklist.
-        await database_sync_to_async(worklist.mark_opened)(user, study)
+        try:
+            await self.send(text_data=manifest)
+            self.pump = asyncio.create_task(self._pump())
+        finally:
+            # Off the first image's path, and also when the page has already left (the send
+            # raised): the study is no longer "new" on this user's worklist.
+            await database_sync_to_async(worklist.mark_opened)(user, study)
 
     async def _fail(self, code: str) -> None:
         close_code, message = ERRORS[code]

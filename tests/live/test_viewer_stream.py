@@ -164,3 +164,28 @@ def test_a_frame_being_read_when_the_page_says_what_it_holds_is_sent_once(
     indexes = scenario()
 
     assert sorted(indexes) == list(range(12))  # each once
+
+
+def test_a_study_left_before_its_manifest_went_out_is_still_opened(
+    tmp_path, tasks, reader, monkeypatch
+):
+    """Back to the worklist at once: the server's send finds the socket closed. The study
+    was opened (and audited as such), so it stops being new all the same."""
+    five_slices(tmp_path, tasks, broken=-1)
+    cookie = cookie_of(reader)
+
+    async def gone(consumer, text_data=None, bytes_data=None, close=False):
+        raise ConnectionResetError("the page has gone")
+
+    monkeypatch.setattr(ViewerConsumer, "send", gone)
+
+    @async_to_sync
+    async def scenario():
+        ws = WebsocketCommunicator(application, f"/ws/viewer/{STUDY}", [ORIGIN, cookie])
+        assert (await ws.connect())[0]
+        with pytest.raises(ConnectionResetError):
+            await ws.receive_output()
+
+    scenario()
+
+    assert StudyOpened.objects.filter(user=reader, study__study_instance_uid=STUDY).exists()
