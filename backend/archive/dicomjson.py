@@ -1,7 +1,9 @@
 """DICOM JSON (PS3.18 §F.2) of an instance's header, prepared at ingest for WADO-RS /metadata.
 
 Values longer than BULK_THRESHOLD bytes of binary VR, and the pixel data, are replaced by a
-BulkDataURI (§F.2.6) under the instance's /dicomweb path, so metadata stays small.
+BulkDataURI (§F.2.6) under the instance's /dicomweb path, so metadata stays small. A value
+inside a sequence has the path to it in its URI: .../bulkdata/00880200/0/7FE00010 is the
+pixel data of the first item of the Icon Image Sequence (backend/dicomweb/wado.py reads it).
 
 The elements are written here rather than by pydicom's Dataset.to_json_dict, with the same
 output: read_dicom has converted every value already, and pydicom's generic path (a new
@@ -35,7 +37,7 @@ _FLOAT_VRS = frozenset(FLOAT_VR)
 # pydicom's logger: what it logged before, and the handler masks the values it quotes.
 _pydicom_log = config.logger
 
-BulkHandler = Callable[[DataElement], str]
+BulkHandler = Callable[[DataElement, str], str]  # (element, path of its item) -> URI
 
 
 def instance_path(ds: Dataset) -> str:
@@ -50,8 +52,8 @@ def dataset_to_json(ds: Dataset, parsed: ParsedFile) -> tuple[dict[str, Any], li
     cannot be represented (e.g. an IS of '1A')."""
     base = _text(instance_path(ds))
 
-    def bulk(element: DataElement) -> str:
-        return f"{base}/bulkdata/{element.tag:08X}"
+    def bulk(element: DataElement, where: str) -> str:
+        return f"{base}/bulkdata/{where}{element.tag:08X}"
 
     result: dict[str, Any] = {}
     dropped = []
@@ -63,7 +65,7 @@ def dataset_to_json(ds: Dataset, parsed: ParsedFile) -> tuple[dict[str, Any], li
                 continue
             key = f"{tag:08X}"
             try:
-                result[key] = _element_json(_converted(ds, tag, elem), bulk)
+                result[key] = _element_json(_converted(ds, tag, elem), bulk, "")
             except Exception as exc:
                 _pydicom_log.warning("Error while processing tag %s: %s", key, exc)
                 dropped.append(
@@ -82,37 +84,41 @@ def _converted(dataset: Dataset, tag: int, elem: DataElement | RawDataElement) -
     return dataset[tag] if isinstance(elem, RawDataElement) else elem
 
 
-def _item_json(item: Dataset, bulk: BulkHandler) -> dict[str, Any]:
+def _item_json(item: Dataset, bulk: BulkHandler, where: str) -> dict[str, Any]:
     """A sequence item: any element that fails fails the whole sequence (pydicom's rule)."""
     result = {}
     for tag, elem in list(item.items()):
         key = f"{tag:08X}"
         try:
-            result[key] = _element_json(_converted(item, tag, elem), bulk)
+            result[key] = _element_json(_converted(item, tag, elem), bulk, where)
         except Exception:
             _pydicom_log.error("Error while processing tag %s", key)
             raise
     return result
 
 
-def _element_json(elem: DataElement, bulk: BulkHandler) -> dict[str, Any]:
+def _element_json(elem: DataElement, bulk: BulkHandler, where: str) -> dict[str, Any]:
     """One element as PS3.18 §F.2.2 writes it, exactly as pydicom's DataElement.to_json_dict
-    does; raises on a value that cannot be represented."""
+    does (but for the BulkDataURIs of values in sequences); raises on a value that cannot be
+    represented. `where`: the path of the item it is in ("" at the top, "00880200/0/")."""
     vr, value = elem.VR, elem.value
     result: dict[str, Any] = {"vr": _text(vr)}
     if vr in _BINARY_VRS:
         if _multiplicity(elem, value):
-            result.update(_binary_json(elem, value, bulk))
+            result.update(_binary_json(elem, value, bulk, where))
     elif vr == VR.SQ:
-        result["Value"] = [_item_json(item, bulk) for item in value]
+        result["Value"] = [
+            _item_json(item, bulk, f"{where}{elem.tag:08X}/{number}/")
+            for number, item in enumerate(value)
+        ]
     elif vm := _multiplicity(elem, value):
         result["Value"] = _values_json(vr, value if vm > 1 else [value])
     return result
 
 
-def _binary_json(elem: DataElement, value: Any, bulk: BulkHandler) -> dict[str, str]:
+def _binary_json(elem: DataElement, value: Any, bulk: BulkHandler, where: str) -> dict[str, str]:
     if len(value) > _INLINE_MAX:
-        return {"BulkDataURI": bulk(elem)}
+        return {"BulkDataURI": bulk(elem, where)}
     if _pydicom_log.isEnabledFor(logging.INFO):
         _pydicom_log.info("encode bulk data element '%s' inline", elem.name)
     # PS3.18 §F.2.7: no padding to even length (CP 1920).

@@ -433,13 +433,16 @@ def _first(values) -> float | None:
 # Bulk data
 
 
-def bulkdata(instance: Instance, tag_text: str) -> tuple[bytes, str]:
-    """A top-level element's value as bytes (§10.4.1.1.5, the targets of the BulkDataURIs
-    in the metadata) with its part's content type; pixel data leaves uncompressed."""
-    if len(tag_text) != 8 or not all(c in "0123456789abcdefABCDEF" for c in tag_text):
-        raise DicomWebError(400, f"{tag_text[:20]!r} is not a tag (8 hexadecimal digits)")
-    tag = Tag(int(tag_text, 16))
-    if tag == Tag(0x7FE00010):
+MAX_BULK_DEPTH = 8  # sequences nested in a BulkDataURI's path
+
+
+def bulkdata(instance: Instance, path_text: str) -> tuple[bytes, str]:
+    """An element's value as bytes (§10.4.1.1.5, the targets of the BulkDataURIs in the
+    metadata) with its part's content type. `path_text` is a tag, or sequence tag / item
+    number / tag, as often as nested (backend/archive/dicomjson.py writes them); the
+    instance's own pixel data leaves uncompressed, other values as stored."""
+    path = _bulk_path(path_text)
+    if path == [Tag(0x7FE00010)]:
         frames = [
             frame_payloads(instance, [n], FramePlan("", False))[0]
             for n in range(1, instance.number_of_frames + 1)
@@ -449,11 +452,35 @@ def bulkdata(instance: Instance, tag_text: str) -> tuple[bytes, str]:
         ), f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
     with get_storage().open(instance.object_key) as f:
         ds = pydicom.dcmread(f, stop_before_pixels=True)
-    element = ds.get(tag)
-    if element is None or not isinstance(element.value, bytes | bytearray):
-        raise DicomWebError(404, f"no bulk data at {tag_text}")
     syntax = UID(ds.file_meta.TransferSyntaxUID)
+    dataset = ds
+    for sequence, number in zip(path[:-1:2], path[1::2], strict=True):
+        element = dataset.get(sequence)
+        if element is None or element.VR != "SQ" or number >= len(element.value):
+            raise DicomWebError(404, f"no bulk data at {path_text}")
+        dataset = element.value[number]
+    element = dataset.get(path[-1])
+    if element is None or not isinstance(element.value, bytes | bytearray):
+        raise DicomWebError(404, f"no bulk data at {path_text}")
     return bytes(element.value), f"application/octet-stream; transfer-syntax={syntax}"
+
+
+def _bulk_path(text: str) -> list[int]:
+    """ "00880200/0/7FE00010" -> [Tag, item number, Tag]; 400 for anything else."""
+    parts = text.split("/")
+    if len(parts) % 2 == 0 or len(parts) > 2 * MAX_BULK_DEPTH + 1:
+        raise DicomWebError(400, f"{text[:60]!r} is not a bulk data path")
+    path: list[int] = []
+    for position, part in enumerate(parts):
+        if position % 2:  # an item number
+            if not (part.isascii() and part.isdigit()) or len(part) > 6:
+                raise DicomWebError(400, f"{part[:20]!r} is not an item number")
+            path.append(int(part))
+        elif len(part) != 8 or not all(c in "0123456789abcdefABCDEF" for c in part):
+            raise DicomWebError(400, f"{part[:20]!r} is not a tag (8 hexadecimal digits)")
+        else:
+            path.append(Tag(int(part, 16)))
+    return path
 
 
 def encoded_or_stored(item: OutgoingInstance) -> bytes:

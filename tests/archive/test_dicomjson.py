@@ -1,7 +1,8 @@
 """DICOM JSON of a header (PS3.18 §F.2), written by backend.archive.dicomjson.
 
 The reference is what the archive wrote before: pydicom's Dataset.to_json_dict with invalid
-values left out, then every NUL removed from every string of the result."""
+values left out, then every NUL removed from every string of the result; but a BulkDataURI in
+a sequence now has the path to its value (pydicom's handler sees only the element)."""
 
 import json
 from pathlib import Path
@@ -27,10 +28,13 @@ def reference(parsed: ParsedFile) -> tuple[dict[str, Any], list[str]]:
     base = instance_path(ds)
     header = Dataset({tag: elem for tag, elem in ds.items() if tag not in PIXEL_TAGS})
     result = without_nuls(
-        header.to_json_dict(
-            BULK_THRESHOLD,
-            lambda e: f"{base}/bulkdata/{e.tag:08X}",
-            suppress_invalid_tags=True,
+        with_item_paths(
+            header.to_json_dict(
+                BULK_THRESHOLD,
+                lambda e: f"{base}/bulkdata/{e.tag:08X}",
+                suppress_invalid_tags=True,
+            ),
+            base,
         )
     )
     dropped = [
@@ -39,6 +43,15 @@ def reference(parsed: ParsedFile) -> tuple[dict[str, Any], list[str]]:
         if f"{tag:08X}" not in result
     ]
     return result, dropped
+
+
+def with_item_paths(document: dict, base: str, where: str = "") -> dict:
+    for key, element in document.items():
+        if "BulkDataURI" in element and where:
+            element["BulkDataURI"] = f"{base}/bulkdata/{where}{key}"
+        for number, item in enumerate(element.get("Value", []) if element["vr"] == "SQ" else []):
+            with_item_paths(item, base, f"{where}{key}/{number}/")
+    return document
 
 
 def without_nuls(value: Any) -> Any:
@@ -144,7 +157,8 @@ def test_it_refers_to_large_binary_values_by_uri(tmp_path):
     assert set(result["00281201"]) == {"vr", "InlineBinary"}
     assert result["00420011"] == {"vr": "OB", "BulkDataURI": f"{base}/bulkdata/00420011"}
     icon_pixels = result["00880200"]["Value"][0]["7FE00010"]
-    assert icon_pixels["BulkDataURI"] == f"{base}/bulkdata/7FE00010"
+    # The path to the icon's pixel data, not the image's.
+    assert icon_pixels["BulkDataURI"] == f"{base}/bulkdata/00880200/0/7FE00010"
     assert result["7FE00010"] == {"vr": "OW", "BulkDataURI": f"{base}/bulkdata/7FE00010"}
     new, old = both(path)
     assert new == old

@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -560,6 +561,33 @@ def test_it_sends_overlay_data_as_bulk_data(w_client, w_ingest):
     assert part.body == overlay.ds[0x60003000].value
 
 
-@pytest.mark.parametrize(("tag", "status"), [("00100010", 404), ("7FE0001", 400), ("zz", 400)])
+def test_it_sends_the_bulk_data_of_a_sequence_item(w_client, w_ingest):
+    icon = Dataset()
+    icon.Rows, icon.Columns, icon.BitsAllocated = 40, 50, 8
+    icon.PixelData = bytes(range(250)) * 8
+    sample = w_ingest("CT_small.dcm", SOPInstanceUID="new-uid", IconImageSequence=[icon])
+    [document] = json.loads(body_of(w_client.get(sample.instance + "/metadata")))
+    uri = document["00880200"]["Value"][0]["7FE00010"]["BulkDataURI"]
+    assert uri == f"{sample.instance}/bulkdata/00880200/0/7FE00010"
+    [part] = multipart(w_client.get(uri))
+    assert part.body == icon.PixelData  # the icon's, not the image's
+    assert w_client.get(f"{sample.instance}/bulkdata/00880200/1/7FE00010").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("tag", "status"),
+    [
+        ("00100010", 404),
+        ("7FE0001", 400),
+        ("zz", 400),
+        ("00880200/0/7FE00010", 404),  # no such sequence
+        ("00100010/0/00100020", 404),  # not a sequence
+        ("00880200/0", 400),
+        ("00880200//7FE00010", 400),
+        ("00880200/x/7FE00010", 400),
+        ("00880200/\u00b2/7FE00010", 400),  # a digit to str.isdigit, not to int()
+        ("/".join(["00880200/0"] * 9 + ["7FE00010"]), 400),  # deeper than anyone nests
+    ],
+)
 def test_it_answers_for_a_tag_without_bulk_data(w_client, w_ct, tag, status):
     assert w_client.get(f"{w_ct[0].instance}/bulkdata/{tag}").status_code == status
