@@ -84,6 +84,9 @@ _directory_syncs_lock = threading.Lock()
 
 def shared_directory_sync(path: Path) -> DirectorySync:
     """The process-wide DirectorySync of `path`."""
+    found = _directory_syncs.get(path)  # per file received: no lock, no new object
+    if found is not None:
+        return found
     with _directory_syncs_lock:
         return _directory_syncs.setdefault(Path(path), DirectorySync(Path(path)))
 
