@@ -26,6 +26,7 @@ from django.db import connections
 from pydicom import Dataset
 from pydicom.filereader import read_dataset, read_partial
 from pydicom.uid import UID
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 from pynetdicom import build_context, evt
 
 from backend.archive.retrieve import storage_contexts
@@ -378,11 +379,9 @@ def _note_study(state: AssociationState, transfer_syntax: UID, file_start: bytes
     entry[1] += 1
 
 
-# Explicit VR with a 4-byte length (PS3.5 §7.1.2, Table 7.1-1), and all of them.
-_LONG_LENGTH_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
-_VRS = _LONG_LENGTH_VRS | frozenset(
-    b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split()
-)
+# The VRs, as encoded, and those with a 4-byte length in Explicit VR (PS3.5 §7.1.2).
+_VRS = frozenset(vr.value.encode() for vr in VR if len(vr.value) == 2)
+_LONG_LENGTH_VRS = frozenset(vr.value.encode() for vr in EXPLICIT_VR_LENGTH_32)
 
 
 def _noted_at_top(data_set, implicit_vr: bool) -> tuple[str, str] | None:
