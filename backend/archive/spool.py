@@ -35,7 +35,9 @@ class Spool:
         """Durably spool a file; returns its new id, its size and its SHA-256.
 
         With sync_dir=False the file's name is durable only after sync(), which a batch
-        calls once for all its files.
+        calls once for all its files. Otherwise the spool directory's fsync is shared
+        between threads spooling at the same time (storage.DirectorySync): each still
+        returns only once its own rename is durable.
         """
         digest = hashlib.sha256()
 
@@ -44,32 +46,20 @@ class Spool:
                 digest.update(chunk)
                 yield chunk
 
-        record_id, size = self.receive_unhashed(hashed(), sync_dir=sync_dir)
-        return record_id, size, digest.hexdigest()
-
-    def receive_unhashed(
-        self, chunks: Iterable[bytes | memoryview], sync_dir: bool = True
-    ) -> tuple[uuid.UUID, int]:
-        """Durably spool a file without hashing it (hash_file() later, off the sender's
-        path); returns its new id and size.
-
-        The spool directory's fsync is shared between threads spooling at the same time
-        (storage.DirectorySync): each still returns only once its own rename is durable.
-        """
         record_id = uuid.uuid4()
-        size = write_durably(self.path(record_id), chunks, tmp_dir=self.tmp, sync_dir=False)
+        size = write_durably(self.path(record_id), hashed(), tmp_dir=self.tmp, sync_dir=False)
         if sync_dir:
             shared_directory_sync(self.root).sync()
-        return record_id, size
+        return record_id, size, digest.hexdigest()
 
     def receive_whole(self, parts: Sequence[bytes | memoryview]) -> tuple[uuid.UUID, int]:
-        """Durably spool a file held in memory (its parts, in order) without hashing it;
-        returns its new id and size. For the DICOM receiver, which waits on this before
-        it acknowledges.
+        """Durably spool a file held in memory (its parts, in order) without hashing it
+        (hash_file() later, off the sender's path); returns its new id and size. For the
+        DICOM receiver, which waits on this before it acknowledges.
 
         The file gets its name before its fsync, so one journal commit makes both the
-        data and the name durable, where receive_unhashed() needs two (file, then
-        folder): one wait for the disk less per C-STORE. A crash before the
+        data and the name durable, where receive() needs two (file, then folder): one
+        wait for the disk less per C-STORE. A crash before the
         fsync returns may leave a shorter file under that name; it was never
         acknowledged, and its id, which carries the size, tells the sweep (incomplete()).
         """
