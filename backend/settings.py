@@ -297,6 +297,9 @@ DICOM_HOST = env("LIGHTBOX_DICOM_HOST", "0.0.0.0")  # noqa: S104
 # 1: any calling AE may store (C-STORE); 0: only registered nodes (manage.py dicomnode).
 DICOM_ACCEPT_ANY_STORE = envbool("LIGHTBOX_DICOM_ACCEPT_ANY_STORE", "1")
 DICOM_MAX_ASSOCIATIONS = envint("LIGHTBOX_DICOM_MAX_ASSOCIATIONS", "32")
+# Receiver processes sharing the port (worker/dimse/members.py): Python runs one thread at a
+# time per process, so parallel senders need several. One per core, at most 4, by default.
+DICOM_PROCESSES = envint("LIGHTBOX_DICOM_PROCESSES", str(min(os.cpu_count() or 1, 4)))
 # Largest PDU we accept (bytes, PS3.8 §D.1 Maximum Length); 0 means no limit.
 DICOM_MAX_PDU = envint("LIGHTBOX_DICOM_MAX_PDU", str(4 << 20))
 # Seconds a peer may stay silent before its association is dropped (ARTIM/network timeout).
@@ -310,8 +313,10 @@ DICOM_TLS_KEY = env("LIGHTBOX_DICOM_TLS_KEY")
 DICOM_TLS_CA = env("LIGHTBOX_DICOM_TLS_CA")
 if bool(DICOM_TLS_CERT) != bool(DICOM_TLS_KEY):
     raise ImproperlyConfigured("LIGHTBOX_DICOM_TLS_CERT and LIGHTBOX_DICOM_TLS_KEY go together")
-if DICOM_MAX_ASSOCIATIONS < 1 or not 0 < DICOM_PORT < 65536:
-    raise ImproperlyConfigured("LIGHTBOX_DICOM_MAX_ASSOCIATIONS and LIGHTBOX_DICOM_PORT: bad value")
+if DICOM_MAX_ASSOCIATIONS < 1 or not 0 < DICOM_PORT < 65536 or not 1 <= DICOM_PROCESSES <= 64:
+    raise ImproperlyConfigured(
+        "LIGHTBOX_DICOM_MAX_ASSOCIATIONS, LIGHTBOX_DICOM_PORT, LIGHTBOX_DICOM_PROCESSES: bad value"
+    )
 
 # DICOMweb (docs/dicomweb.md). QIDO results are always paged: a default and a maximum limit.
 LIGHTBOX_QIDO_DEFAULT_LIMIT = envint("LIGHTBOX_QIDO_DEFAULT_LIMIT", "100")

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -62,6 +63,21 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: floa
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"nothing listens on {port} after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def wait_for_members(receiver: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    """Until every receiver process is ready (the first one logs how many there are)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if listening := re.search(r"listening on [^,\n]*(?:, (\d+) processes)?$", text, re.M):
+            count = int(listening[1] or 1)
+            if all(f"process {k} of {count} ready" in text for k in range(2, count + 1)):
+                return
+        if receiver.poll() is not None:
+            raise RuntimeError(f"the receiver exited:\n{text[-3000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"the receiver's processes were not ready after {timeout} s")
 
 
 def spawn(cmd: list[str], env: dict, log: Path, cwd: Path = REPO) -> subprocess.Popen:
@@ -106,14 +122,16 @@ def send(files: list[Path], port: int, called_ae: str, associations: int) -> flo
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process and its live children (Linux /proc), or None."""
+    """User + system CPU time of a process and its live descendants (Linux /proc), or None:
+    the receiver's member processes and each one's recording process are counted."""
     try:
         tick = os.sysconf("SC_CLK_TCK")
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        total = 0.0
-        for each in [pid, *map(int, children)]:
+        total, pending = 0.0, [pid]
+        while pending:
+            each = pending.pop()
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
+            pending += map(int, Path(f"/proc/{each}/task/{each}/children").read_text().split())
         return total
     except (OSError, ValueError):
         return None
@@ -143,9 +161,12 @@ def lightbox_run(files: list[Path], associations: int, services: bool) -> dict:
             env,
             tmp / "worker.log",
         )
-        receiver = spawn([PYTHON, "-m", "worker.dimse"], env, tmp / "dimse.log")
+        # INFO: the receiver logs when each of its processes is ready (and each association).
+        receiver_env = {**env, "LIGHTBOX_LOG_LEVEL": "INFO"}
+        receiver = spawn([PYTHON, "-m", "worker.dimse"], receiver_env, tmp / "dimse.log")
         try:
             wait_for_port(port, receiver, tmp / "dimse.log")
+            wait_for_members(receiver, tmp / "dimse.log")
             while "ready." not in (tmp / "worker.log").read_text():
                 time.sleep(0.1)
             cpu = cpu_seconds(receiver.pid), cpu_seconds(worker.pid)

@@ -1,13 +1,15 @@
 """The DICOM receiver: a pynetdicom Application Entity serving Verification, Storage and
 Query/Retrieve FIND, MOVE and GET on LIGHTBOX_DICOM_HOST:LIGHTBOX_DICOM_PORT (docs/conformance.md).
 
-Connections are accepted by one thread; each association then runs in its own thread,
-at most LIGHTBOX_DICOM_MAX_ASSOCIATIONS at once.
+In each receiver process (LIGHTBOX_DICOM_PROCESSES of them share the port, members.py),
+connections are accepted by one thread; each association then runs in its own thread,
+at most LIGHTBOX_DICOM_MAX_ASSOCIATIONS at once in all processes together.
 """
 
 import copy
 import importlib
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -18,7 +20,6 @@ from django.conf import settings
 from pydicom import uid
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import (
-    AE,
     ALL_TRANSFER_SYNTAXES,
     DEFAULT_TRANSFER_SYNTAXES,
     AllStoragePresentationContexts,
@@ -29,7 +30,7 @@ from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from backend.nodes.transport import LightboxAE, accepted
 
-from . import handlers
+from . import handlers, members
 from .handlers import (
     PATIENT_ROOT_FIND,
     RETRIEVE_MODELS,
@@ -37,6 +38,7 @@ from .handlers import (
     VERIFICATION,
     Services,
 )
+from .members import Load
 
 log = logging.getLogger("lightbox.dimse")
 QUERY_MODULE = "backend.archive.query"
@@ -65,26 +67,90 @@ class Contexts(list):
 
 
 class Handler(RequestHandler):
+    started = False  # whether the association's thread was started
+
     def _create_association(self):
         assoc = super()._create_association()
         accepted(assoc)
+        load, run = self.server.load, assoc.run
+
+        def run_counted() -> None:
+            try:
+                run()
+            finally:
+                load.leave()
+
+        assoc.run = run_counted
         return assoc
+
+    def handle(self) -> None:
+        super().handle()
+        self.started = True
+
+
+class ReceiverAE(LightboxAE):
+    """The receiver's AE: its association limit is for all receiver processes together."""
+
+    load: Load | None = None
+
+    @property
+    def maximum_associations(self) -> int:
+        limit = self._maximum_associations
+        return limit if self.load is None else max(limit - self.load.others(), 0)
+
+    @maximum_associations.setter
+    def maximum_associations(self, value: int) -> None:
+        LightboxAE.maximum_associations.fset(self, value)  # type: ignore[attr-defined]
 
 
 class Server(ThreadedAssociationServer):
     """pynetdicom's server, with TCP_NODELAY on every accepted socket (DIMSE responses are
     small and must not wait for Nagle's algorithm) and the TLS handshake done in the
-    connection's own thread, so a slow or silent peer cannot stall the accept loop."""
+    connection's own thread, so a slow or silent peer cannot stall the accept loop.
+
+    `listening`: a listening socket to accept from (a member process's, inherited) instead
+    of binding one. The listening socket is non-blocking: every receiver process is woken
+    for a new connection, and those that do not get it go back to waiting. A process with
+    more associations than another leaves the connection to that one (members.Load) for up
+    to members.DEFER_LIMIT seconds.
+    """
 
     handshake_timeout = 30.0
+    request_queue_size = 128  # simultaneous connection requests waiting to be accepted
 
-    def __init__(self, *args, **kwargs):
+    def __init__(
+        self, *args, listening: socket.socket | None = None, load: Load | None = None, **kwargs
+    ):
         kwargs.setdefault("request_handler", Handler)
+        self.listening = listening
+        self.load = load or Load.alone(settings.DICOM_MAX_ASSOCIATIONS)
+        self._deferring_since = self._deferred_at = 0.0
         super().__init__(*args, **kwargs)
         self.contexts = Contexts(self.contexts)
+        cast(socket.socket, self.socket).setblocking(False)
+
+    def server_bind(self) -> None:
+        if self.listening is None:
+            super().server_bind()
+            return
+        cast(socket.socket, self.socket).close()
+        self.socket = self.listening
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        if self.listening is None:
+            super().server_activate()
+
+    def service_actions(self) -> None:
+        super().service_actions()
+        self.load.alive()
 
     def get_request(self):
+        if self._leave_to_another():
+            raise BlockingIOError  # socketserver goes back to waiting
         client_socket, address = self.socket.accept()
+        self.load.enter()
+        client_socket.setblocking(True)
         client_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context:
             client_socket = self.ssl_context.wrap_socket(
@@ -92,17 +158,37 @@ class Server(ThreadedAssociationServer):
             )
         return client_socket, address
 
+    def _leave_to_another(self) -> bool:
+        if self.load.closed:  # stopping: the port closes in a moment
+            time.sleep(0.01)
+            return True
+        if not self.load.busier():
+            return False
+        now = time.monotonic()
+        if now - self._deferred_at > 0.02:  # not deferring a moment ago: another connection
+            self._deferring_since = now
+        self._deferred_at = now
+        if now - self._deferring_since > members.DEFER_LIMIT:
+            return False
+        time.sleep(0.001)  # the connection stays ready until one takes it: no busy loop
+        return True
+
     def finish_request(self, request, client_address) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            previous = request.gettimeout()
-            request.settimeout(self.handshake_timeout)
-            try:
-                request.do_handshake()
-            except (OSError, ssl.SSLError) as exc:
-                log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
-                return
-            request.settimeout(previous)
-        super().finish_request(request, client_address)
+        handler = None
+        try:
+            if isinstance(request, ssl.SSLSocket):
+                previous = request.gettimeout()
+                request.settimeout(self.handshake_timeout)
+                try:
+                    request.do_handshake()
+                except (OSError, ssl.SSLError) as exc:
+                    log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
+                    return
+                request.settimeout(previous)
+            handler = cast(Handler, self.RequestHandlerClass(request, client_address, self))  # type: ignore[arg-type]
+        finally:
+            if not (handler is not None and handler.started):
+                self.load.leave()  # no association thread will
 
 
 def load_find():
@@ -168,12 +254,12 @@ def storage_transfer_syntaxes() -> list[str]:
     return list(dict.fromkeys([ExplicitVRLittleEndian, *LOSSLESS, *uncompressed, *every]))
 
 
-def make_ae() -> AE:
+def make_ae() -> ReceiverAE:
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
         # pynetdicom's own logging handlers format every DIMSE message (and copy each
         # received data set to see whether it is empty) before the logger drops the text.
         _config.LOG_HANDLER_LEVEL = "none"
-    ae = LightboxAE(ae_title=settings.AE_TITLE)
+    ae = ReceiverAE(ae_title=settings.AE_TITLE)
     ae.maximum_associations = settings.DICOM_MAX_ASSOCIATIONS
     ae.maximum_pdu_size = settings.DICOM_MAX_PDU
     ae.network_timeout = settings.DICOM_TIMEOUT
@@ -224,12 +310,14 @@ def tls_context() -> ssl.SSLContext | None:
 
 
 class Receiver:
-    def __init__(self, services: Services | None = None):
+    def __init__(self, services: Services | None = None, load: Load | None = None):
         self.ae = make_ae()
+        self.load = load or Load.alone(settings.DICOM_MAX_ASSOCIATIONS)
+        self.ae.load = self.load
         self.services = services or default_services()
         self.server: Server | None = None
 
-    def start(self) -> tuple[str, int]:
+    def start(self, listening: socket.socket | None = None) -> tuple[str, int]:
         address = (settings.DICOM_HOST, settings.DICOM_PORT)
         server = self.server = cast(
             Server,
@@ -238,6 +326,8 @@ class Receiver:
                 ssl_context=tls_context(),
                 evt_handlers=event_handlers(self.services),
                 server_class=Server,
+                listening=listening,
+                load=self.load,
             ),
         )
         self.ae._servers.append(server)
@@ -252,6 +342,7 @@ class Receiver:
         how many were aborted."""
         if self.server is None:
             return 0
+        self.load.gone()  # other receiver processes wait for this one no more
         self.server.shutdown()  # no new connections; the listening socket is closed
         deadline = time.monotonic() + grace
         while self.server.active_associations and time.monotonic() < deadline:
@@ -267,14 +358,46 @@ class Receiver:
 
 
 def run_until(stop: threading.Event, services: Services | None = None) -> int:
-    """Serve until `stop` is set; returns the number of associations aborted at the end."""
-    receiver = Receiver(services)
+    """Serve until `stop` is set, with LIGHTBOX_DICOM_PROCESSES - 1 member processes;
+    returns the number of associations aborted at the end (by this process)."""
+    count = settings.DICOM_PROCESSES if hasattr(os, "memfd_create") else 1
+    load, load_fd = Load.shared(count, settings.DICOM_MAX_ASSOCIATIONS) if count > 1 else (None, -1)
+    receiver = Receiver(services, load)
     host, port = receiver.start()
+    assert receiver.server is not None
+    listening = cast(socket.socket, receiver.server.socket)
+    started = members.Members(listening, load_fd, count) if load else None
     tls = " (TLS)" if settings.DICOM_TLS_CERT else ""
-    log.info("DICOM receiver %s listening on %s:%s%s", settings.AE_TITLE, host, port, tls)
+    processes = f", {count} processes" if count > 1 else ""
+    log.info(
+        "DICOM receiver %s listening on %s:%s%s%s", settings.AE_TITLE, host, port, tls, processes
+    )
     while not stop.wait(0.5):
-        pass
+        if started and load:
+            started.check(load)
+    receiver.load.stopping()
     log.info("stopping: waiting up to %s s for open associations", settings.DICOM_SHUTDOWN_GRACE)
+    if started:
+        started.signal_stop()
     aborted = receiver.stop(settings.DICOM_SHUTDOWN_GRACE)
+    if started:
+        started.wait(timeout=30)
     log.info("DICOM receiver stopped (%d associations aborted)", aborted)
+    return aborted
+
+
+def run_member(stop: threading.Event, member: int, listening_fd: int, load_fd: int) -> int:
+    """A member process (members.py): serve from the first process's listening socket until
+    `stop` is set or the first process has gone."""
+    parent = os.getppid()
+    load = Load.attach(load_fd, member, settings.DICOM_MAX_ASSOCIATIONS)
+    receiver = Receiver(load=load)
+    receiver.start(listening=socket.socket(fileno=listening_fd))
+    log.info("DICOM receiver process %d of %d ready", member + 1, load.members)
+    while not stop.wait(0.5):
+        if os.getppid() != parent:
+            log.warning("the first DICOM receiver process has gone: stopping")
+            break
+    aborted = receiver.stop(settings.DICOM_SHUTDOWN_GRACE)
+    log.info("DICOM receiver process %d stopped (%d associations aborted)", member + 1, aborted)
     return aborted
