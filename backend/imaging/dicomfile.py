@@ -10,6 +10,7 @@ Imports no Django: this module is shared by the DICOM receiver, STOW-RS and the 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import struct
@@ -416,7 +417,9 @@ class _Reuse:
         return (tag, raw.VR, value, raw.is_little_endian, self.context)
 
 
+@functools.lru_cache(maxsize=4096)
 def _dictionary_vr(tag: int) -> str | None:
+    """The VR pydicom gives an element of Implicit VR (a few µs per look-up uncached)."""
     try:
         return dictionary_VR(tag)
     except KeyError:  # pydicom's rule: a group length, or unknown (not reused)
