@@ -35,7 +35,8 @@ def envbool(name: str, default: str) -> bool:
 
 
 def envint(name: str, default: str) -> int:
-    value = env(name, default)
+    """An integer; set but empty (`NAME=` as deploy/.env.example lists some) is the default."""
+    value = env(name, default).strip() or default
     try:
         return int(value)
     except ValueError:

@@ -31,6 +31,11 @@ def test_it_refuses_a_bad_integer(monkeypatch):
         lightbox_settings.envint("LIGHTBOX_HTTP_PORT", "8000")
 
 
+def test_an_empty_integer_is_its_default(monkeypatch):
+    monkeypatch.setenv("LIGHTBOX_DICOM_PROCESSES", "")
+    assert lightbox_settings.envint("LIGHTBOX_DICOM_PROCESSES", "3") == 3
+
+
 def test_it_reads_secrets_from_files(monkeypatch, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("from-a-file\n")

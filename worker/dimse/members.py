@@ -82,11 +82,15 @@ class Load:
     def alive(self) -> None:
         self._slots[self.member * _SLOT + 1] = _now_ms()
 
-    def gone(self, member: int | None = None) -> None:
-        """Nothing more is to be left to this process (it stops, or it died)."""
-        slot = (self.member if member is None else member) * _SLOT
-        self._slots[slot] = 0
-        self._slots[slot + 1] = 0
+    def gone(self) -> None:
+        """Nothing more is to be left to this process: it stops. (Its count stays right
+        until its last association ends, for the limit.)"""
+        self._slots[self.member * _SLOT + 1] = 0
+
+    def dead(self, member: int) -> None:
+        """That process died: it holds no association and takes none."""
+        self._slots[member * _SLOT] = 0
+        self._slots[member * _SLOT + 1] = 0
 
     def stopping(self) -> None:
         """From now on no process accepts a connection (each closes the port soon after)."""
@@ -156,7 +160,7 @@ class Members:
             status = process.poll()
             if status is None or self.stopping:
                 continue
-            load.gone(member)
+            load.dead(member)
             if time.monotonic() - self.started[member] < RESTART_INTERVAL:
                 continue
             log.error(

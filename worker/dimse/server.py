@@ -185,7 +185,8 @@ class Server(ThreadedAssociationServer):
                     log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
                     return
                 request.settimeout(previous)
-            handler = cast(Handler, self.RequestHandlerClass(request, client_address, self))  # type: ignore[arg-type]
+            make = cast(type[Handler], self.RequestHandlerClass)
+            handler = make(request, client_address, self)
         finally:
             if not (handler is not None and handler.started):
                 self.load.leave()  # no association thread will
@@ -342,8 +343,8 @@ class Receiver:
         how many were aborted."""
         if self.server is None:
             return 0
-        self.load.gone()  # other receiver processes wait for this one no more
         self.server.shutdown()  # no new connections; the listening socket is closed
+        self.load.gone()  # other receiver processes leave it none any more
         deadline = time.monotonic() + grace
         while self.server.active_associations and time.monotonic() < deadline:
             time.sleep(0.1)
