@@ -299,8 +299,12 @@ DICOM_HOST = env("LIGHTBOX_DICOM_HOST", "0.0.0.0")  # noqa: S104
 DICOM_ACCEPT_ANY_STORE = envbool("LIGHTBOX_DICOM_ACCEPT_ANY_STORE", "1")
 DICOM_MAX_ASSOCIATIONS = envint("LIGHTBOX_DICOM_MAX_ASSOCIATIONS", "32")
 # Receiver processes sharing the port (worker/dimse/members.py): Python runs one thread at a
-# time per process, so parallel senders need several. One per core, at most 4, by default.
-DICOM_PROCESSES = envint("LIGHTBOX_DICOM_PROCESSES", str(min(os.cpu_count() or 1, 4)))
+# time per process, so parallel senders need several. By default half the cores, 1 to 4:
+# the workers index on the others, and on 2 cores a second receiver process cost the
+# receiver more CPU than it gained (docs/performance.md).
+DICOM_PROCESSES = envint(
+    "LIGHTBOX_DICOM_PROCESSES", str(min(max((os.cpu_count() or 1) // 2, 1), 4))
+)
 # Largest PDU we accept (bytes, PS3.8 §D.1 Maximum Length); 0 means no limit.
 DICOM_MAX_PDU = envint("LIGHTBOX_DICOM_MAX_PDU", str(4 << 20))
 # Seconds a peer may stay silent before its association is dropped (ARTIM/network timeout).
