@@ -386,10 +386,6 @@ class Conversions:
                 del self._kept[next(iter(self._kept))]  # the oldest
             self._kept[key] = (elem.VR, _copied(value) if type(value) is MultiValue else value)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._kept.clear()
-
 
 class _Reuse:
     """Conversions' keys for one data set's elements."""
