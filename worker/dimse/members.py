@@ -125,9 +125,9 @@ def _now_ms() -> int:
 class Members:
     """The first process's members: started, restarted when they die, stopped."""
 
-    def __init__(self, listening: socket.socket, load_fd: int, count: int):
+    def __init__(self, listening: socket.socket, load: Load, load_fd: int, count: int):
         self.listening = listening
-        self.load_fd = load_fd
+        self.load, self.load_fd = load, load_fd
         self.processes: dict[int, subprocess.Popen] = {}
         self.started: dict[int, float] = {}
         self.stopping = False
@@ -154,13 +154,13 @@ class Members:
             pass_fds=fds,
         )
 
-    def check(self, load: Load) -> None:
+    def check(self) -> None:
         """Start again any member that died (not more often than RESTART_INTERVAL)."""
         for member, process in self.processes.items():
             status = process.poll()
             if status is None or self.stopping:
                 continue
-            load.dead(member)
+            self.load.dead(member)
             if time.monotonic() - self.started[member] < RESTART_INTERVAL:
                 continue
             log.error(

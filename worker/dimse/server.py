@@ -367,22 +367,23 @@ def run_until(stop: threading.Event, services: Services | None = None) -> int:
     host, port = receiver.start()
     assert receiver.server is not None
     listening = cast(socket.socket, receiver.server.socket)
-    started = members.Members(listening, load_fd, count) if load else None
+    started = members.Members(listening, load, load_fd, count) if load else None
     tls = " (TLS)" if settings.DICOM_TLS_CERT else ""
     processes = f", {count} processes" if count > 1 else ""
     log.info(
         "DICOM receiver %s listening on %s:%s%s%s", settings.AE_TITLE, host, port, tls, processes
     )
     while not stop.wait(0.5):
-        if started and load:
-            started.check(load)
+        if started:
+            started.check()
     receiver.load.stopping()
     log.info("stopping: waiting up to %s s for open associations", settings.DICOM_SHUTDOWN_GRACE)
     if started:
         started.signal_stop()
     aborted = receiver.stop(settings.DICOM_SHUTDOWN_GRACE)
     if started:
-        started.wait(timeout=30)
+        # Each member has its own grace period; this one began with this process's.
+        started.wait(timeout=settings.DICOM_SHUTDOWN_GRACE + 15)
     log.info("DICOM receiver stopped (%d associations aborted)", aborted)
     return aborted
 
