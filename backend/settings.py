@@ -305,6 +305,10 @@ DICOM_MAX_ASSOCIATIONS = envint("LIGHTBOX_DICOM_MAX_ASSOCIATIONS", "32")
 DICOM_PROCESSES = envint(
     "LIGHTBOX_DICOM_PROCESSES", str(min(max((os.cpu_count() or 1) // 2, 1), 4))
 )
+# While senders keep sending, what they sent is recorded but queued for indexing only when
+# they pause, or after this long at most (0: at once); the first file of each study on each
+# association at once (ingest.BackgroundRecorder).
+DICOM_INDEX_HOLD_MS = envint("LIGHTBOX_DICOM_INDEX_HOLD_MS", "2000")
 # Largest PDU we accept (bytes, PS3.8 §D.1 Maximum Length); 0 means no limit.
 DICOM_MAX_PDU = envint("LIGHTBOX_DICOM_MAX_PDU", str(4 << 20))
 # Seconds a peer may stay silent before its association is dropped (ARTIM/network timeout).
@@ -318,9 +322,15 @@ DICOM_TLS_KEY = env("LIGHTBOX_DICOM_TLS_KEY")
 DICOM_TLS_CA = env("LIGHTBOX_DICOM_TLS_CA")
 if bool(DICOM_TLS_CERT) != bool(DICOM_TLS_KEY):
     raise ImproperlyConfigured("LIGHTBOX_DICOM_TLS_CERT and LIGHTBOX_DICOM_TLS_KEY go together")
-if DICOM_MAX_ASSOCIATIONS < 1 or not 0 < DICOM_PORT < 65536 or not 1 <= DICOM_PROCESSES <= 64:
+if (
+    DICOM_MAX_ASSOCIATIONS < 1
+    or not 0 < DICOM_PORT < 65536
+    or not 1 <= DICOM_PROCESSES <= 64
+    or not 0 <= DICOM_INDEX_HOLD_MS <= 10_000
+):
     raise ImproperlyConfigured(
-        "LIGHTBOX_DICOM_MAX_ASSOCIATIONS, LIGHTBOX_DICOM_PORT, LIGHTBOX_DICOM_PROCESSES: bad value"
+        "LIGHTBOX_DICOM_MAX_ASSOCIATIONS, LIGHTBOX_DICOM_PORT, LIGHTBOX_DICOM_PROCESSES, "
+        "LIGHTBOX_DICOM_INDEX_HOLD_MS: bad value"
     )
 
 # DICOMweb (docs/dicomweb.md). QIDO results are always paged: a default and a maximum limit.

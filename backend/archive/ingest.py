@@ -87,7 +87,13 @@ def receive_many(
     yield from _record_batch(spool, batch, source)
 
 
-def _record_batch(spool, batch, source: str) -> Iterator[Received]:
+def _send_batch(ids: list[str]) -> None:
+    queue.send(queue.INGEST_BATCH, ids)
+
+
+def _record_batch(
+    spool, batch, source: str, send: Callable[[list[str]], None] = _send_batch
+) -> Iterator[Received]:
     if not batch:
         return
     spool.sync()
@@ -108,7 +114,7 @@ def _record_batch(spool, batch, source: str) -> Iterator[Received]:
         # workers still share a batch's work.
         for start in range(0, len(records), TASK_BATCH):
             ids = [str(r.id) for r in records[start : start + TASK_BATCH]]
-            transaction.on_commit(partial(queue.send, queue.INGEST_BATCH, ids))
+            transaction.on_commit(partial(send, ids))
     for (received, *_), record in zip(batch, records, strict=True):
         received.record = record
         yield received
@@ -123,43 +129,98 @@ class BackgroundRecorder:
     sender down and the workers get batches to index in one transaction. The SHA-256 is
     computed here, from the spooled file. If the process dies before a batch is recorded,
     the sweep finds those spooled files and records them ("recovered").
+
+    `hold` (seconds; 0: off): while files keep arriving (less than QUIET apart), their
+    records are written as usual but their tasks are held, and sent together once the
+    senders pause or the first held task has waited `hold`. On two cores, indexing beside
+    a transfer slowed the receiver by a third, and the images were viewable no sooner for
+    it (docs/performance.md). A file marked urgent (the first of its study on its
+    association) has its tasks sent at once, with those held before, so that a new study
+    reaches the worklists without waiting. A held task that is lost (the process dies) is
+    sent again by the sweep, as any other: its record is committed.
     """
 
-    def __init__(self, interval: float = 0.05, max_batch: int = 64):
-        self.interval, self.max_batch = interval, max_batch
+    QUIET = 0.1  # seconds without an arrival after which held tasks are sent
+
+    def __init__(self, interval: float = 0.05, max_batch: int = 64, hold: float = 0.0):
+        self.interval, self.max_batch, self.hold = interval, max_batch, hold
         self._waiting: SimpleQueue = SimpleQueue()
         self._stopped = threading.Event()
+        self._held: list[list[str]] = []  # tasks' ids, sent in order
+        self._held_since = self._last_arrival = 0.0
+        self._urgent = False
         self._thread = threading.Thread(target=self._run, name="IngestRecorder", daemon=True)
         self._thread.start()
 
     def enqueue(
-        self, record_id: uuid.UUID, size: int, *, source: str, detail: str, calling_ae: str
+        self,
+        record_id: uuid.UUID,
+        size: int,
+        *,
+        source: str,
+        detail: str,
+        calling_ae: str,
+        urgent: bool = False,
     ) -> None:
         """Record a file already durable in the spool, in the next batch."""
         received = Received(detail, calling_ae=calling_ae.replace("\x00", ""))
-        self._waiting.put((received, record_id, size, source))
+        self._waiting.put((time.monotonic(), urgent, (received, record_id, size, source)))
 
     def close(self, timeout: float = 10) -> None:
-        """Record what is waiting, then stop."""
+        """Record what is waiting, send what is held, then stop."""
         self._stopped.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        while not (self._stopped.is_set() and self._waiting.empty()):
+        while not (self._stopped.is_set() and self._waiting.empty() and not self._held):
             batch = self._take()
             if batch:
                 self._record(batch)
+            if self._held and self._sending_due():
+                self._send_held()
         close_old_connections()
 
     def _take(self) -> list:
+        """What arrives within `interval` of the first file (at most `max_batch`); files
+        already waiting are taken whatever their age. An empty batch after `interval`
+        lets _run send what is held, or stop."""
         batch: list[tuple] = []
-        deadline = time.monotonic() + self.interval
+        deadline = None
         while len(batch) < self.max_batch:
+            timeout = self.interval if deadline is None else max(deadline - time.monotonic(), 0)
             try:
-                batch.append(self._waiting.get(timeout=max(deadline - time.monotonic(), 0.001)))
+                arrived, urgent, item = self._waiting.get(block=timeout > 0, timeout=timeout)
             except Empty:
                 break
+            if deadline is None:
+                deadline = arrived + self.interval
+            self._last_arrival = arrived
+            self._urgent |= urgent
+            batch.append(item)
         return batch
+
+    def _sending_due(self) -> bool:
+        now = time.monotonic()
+        return (
+            self._urgent
+            or self._stopped.is_set()
+            or now - self._last_arrival >= self.QUIET
+            or now - self._held_since >= self.hold
+        )
+
+    def _hold(self, ids: list[str]) -> None:
+        if not self._held:
+            self._held_since = time.monotonic()
+        self._held.append(ids)
+
+    def _send_held(self) -> None:
+        held, self._held, self._urgent = self._held, [], False
+        for ids in held:
+            try:
+                queue.send(queue.INGEST_BATCH, ids)
+            except Exception:
+                # The records are committed: the sweep queues them again.
+                log.exception("could not queue %d recorded files; the sweep will", len(ids))
 
     def _record(self, batch: list) -> None:
         spool = get_spool()
@@ -173,7 +234,7 @@ class BackgroundRecorder:
             by_source.setdefault(source, []).append((received, record_id, size, sha256))
         for source, items in by_source.items():
             try:
-                list(_record_batch(spool, items, source))
+                list(_record_batch(spool, items, source, send=self._hold))
             except Exception:
                 # The files are durable in the spool; the sweep records them later.
                 log.exception("could not record %d received files; the sweep will", len(items))
@@ -216,10 +277,12 @@ class RecordingProcess:
         source: str,
         detail: str = "",
         calling_ae: str = "",
+        urgent: bool = False,
     ) -> uuid.UUID:
-        """Spool durably (Spool.receive_whole) and return; recording follows."""
+        """Spool durably (Spool.receive_whole) and return; recording follows (at once if
+        `urgent`, see BackgroundRecorder)."""
         record_id, size = get_spool().receive_whole(parts)
-        line = json.dumps([str(record_id), size, source, detail, calling_ae]) + "\n"
+        line = json.dumps([str(record_id), size, source, detail, calling_ae, urgent]) + "\n"
         self._send(line.encode())
         return record_id
 

@@ -2,7 +2,9 @@
 (ingest.RecordingProcess).
 
 Reads one JSON line per file the receiver made durable in the spool (id, size, source,
-detail, calling AE) from stdin and records them in batches (ingest.BackgroundRecorder).
+detail, calling AE, urgent) from stdin and records them in batches
+(ingest.BackgroundRecorder, which holds their indexing tasks for up to
+LIGHTBOX_DICOM_INDEX_HOLD_MS while senders are still sending).
 Stop signals are the receiver's to act on: this process ends when its stdin closes, after
 recording everything it was given. A line it cannot read is logged and skipped (its file
 is still in the spool, for the sweep).
@@ -27,19 +29,22 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
     django.setup()
+    from django.conf import settings
+
     from backend.archive.ingest import BackgroundRecorder
 
-    recorder = BackgroundRecorder()
+    recorder = BackgroundRecorder(hold=settings.DICOM_INDEX_HOLD_MS / 1000)
     try:
         for line in sys.stdin.buffer:
             try:
-                record_id, size, source, detail, calling_ae = json.loads(line)
+                record_id, size, source, detail, calling_ae, urgent = json.loads(line)
                 recorder.enqueue(
                     uuid.UUID(record_id),
                     int(size),
                     source=str(source),
                     detail=str(detail),
                     calling_ae=str(calling_ae),
+                    urgent=bool(urgent),
                 )
             except (ValueError, TypeError):
                 log.error("recording process: unreadable line %r", line[:200])

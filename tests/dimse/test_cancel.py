@@ -39,7 +39,7 @@ def store_studies(site, tmp_path, count: int) -> None:
 COPY = """
 from pydicom.uid import generate_uid
 from backend.archive.models import Study
-first = Study.objects.order_by("pk").first()
+first = Study.objects.get(patient__patient_id="CANCEL0000")
 fields = [f.attname for f in Study._meta.concrete_fields if f.attname != "id"]
 copies = []
 for _ in range({count}):
@@ -50,7 +50,7 @@ Study.objects.bulk_create(copies, batch_size=500)
 
 
 def copy_studies(site, count: int) -> None:
-    """`count` more studies in the index, copies of the first (same patient, new UIDs)."""
+    """`count` more studies in the index, copies of the first sent (same patient, new UIDs)."""
     result = site.manage("shell", "-c", COPY.format(count=count))
     assert result.returncode == 0, result.stderr
     site.wait_rows("select id from archive_study", count + SENT, timeout=60)

@@ -2,13 +2,18 @@
 acknowledged gets its ingest record even when that process dies, and when a stop signal
 reaches the whole process group (Ctrl-C under `make run`)."""
 
+import base64
+import json
 import os
 import signal
 import time
 from pathlib import Path
 
+from pydicom.uid import generate_uid
+
 from backend.archive.ingest import RESTART_INTERVAL
 
+from ..integration.helpers import wait_until
 from .peers import AE_TITLE, client, new_instance
 
 RECORDS = "select id from archive_ingestrecord"
@@ -66,3 +71,66 @@ def test_a_stop_signal_to_the_group_still_records_what_was_received(embedded_sit
 
     assert receiver.popen.wait(timeout=20) == 0
     assert len(embedded_site.rows(RECORDS)) == 20
+
+
+def queued(site) -> int:
+    """Files queued for the workers: the ids in the embedded broker's waiting messages (no
+    worker runs here to take them)."""
+    for _ in range(50):
+        try:
+            total = 0
+            for path in (site.data_dir / "broker" / "queue").glob("*.msg"):
+                message = json.loads(path.read_bytes())
+                args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+                total += len(args[0])
+            return total
+        except ValueError:  # a message being written: look again
+            time.sleep(0.02)
+    raise AssertionError("the broker's messages stay unreadable")
+
+
+def test_tasks_held_while_files_keep_arriving_a_new_study_at_once(embedded_site):
+    """LIGHTBOX_DICOM_INDEX_HOLD_MS (ingest.BackgroundRecorder): while files keep arriving
+    they are recorded, but queued for the workers together when the sender pauses or the
+    hold runs out; the first file of a study on an association is queued at once."""
+    receiver = embedded_site.start_receiver(LIGHTBOX_DICOM_INDEX_HOLD_MS="1500")
+    first_study = new_instance()
+    first_study.StudyInstanceUID = generate_uid()
+    assoc = client().associate("127.0.0.1", embedded_site.port, ae_title=AE_TITLE)
+    assert assoc.is_established
+
+    def send_for(seconds: float, study=first_study) -> int:
+        sent, until = 0, time.monotonic() + seconds
+        while time.monotonic() < until:
+            ds = new_instance()
+            ds.StudyInstanceUID = study.StudyInstanceUID
+            assert assoc.send_c_store(ds).Status == 0x0000
+            sent += 1  # back to back: well under BackgroundRecorder.QUIET apart
+        return sent
+
+    def queued_soon(count: int) -> None:
+        wait_until(lambda: queued(embedded_site) == count, 5, lambda: f"{queued(embedded_site)}")
+
+    try:
+        assert assoc.send_c_store(first_study).Status == 0x0000  # a new study: at once
+        queued_soon(1)
+
+        held = send_for(0.8)  # less than the hold, never pausing
+        assert len(embedded_site.rows(RECORDS)) > 1  # recorded as they come...
+        assert queued(embedded_site) == 1  # ...but not queued yet
+
+        second_study = new_instance()  # another study: it and what waits before it go now
+        second_study.StudyInstanceUID = generate_uid()
+        assert assoc.send_c_store(second_study).Status == 0x0000
+        also_sent = send_for(0.5)
+        # (with any that reached the recording process in the same moment)
+        assert 1 + held + 1 <= queued(embedded_site) < 1 + held + 1 + also_sent
+
+        also_sent += send_for(1.5)  # the hold runs out while the sender is still sending
+        assert queued(embedded_site) > 1 + held + 1
+    finally:
+        assoc.release()
+
+    queued_soon(1 + held + 1 + also_sent)  # the sender paused
+    embedded_site.wait_rows(RECORDS, 1 + held + 1 + also_sent)
+    assert "Traceback" not in receiver.output()

@@ -281,16 +281,19 @@ def handle_store(event, services: Services) -> int | Dataset:
     try:
         # The received bytes as they are, without a copy (nothing writes to them any more).
         data_set = event.request.DataSet.getbuffer()
+        transfer_syntax = UID(event.context.transfer_syntax)
         file_start = part10_header(
             event.request.AffectedSOPClassUID,
             event.request.AffectedSOPInstanceUID,
-            event.context.transfer_syntax,
+            transfer_syntax,
         )
+        noted = _noted(transfer_syntax, file_start, data_set)
         services.receive(
             (file_start, data_set),
             source="dimse",
             detail=f"{state.calling_ae}@{state.peer}",
             calling_ae=state.calling_ae,
+            urgent=noted[0] not in state.studies,  # a new study: on the worklists at once
         )
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -299,7 +302,8 @@ def handle_store(event, services: Services) -> int | Dataset:
     except Exception as exc:
         return _store_failed(event, services, state, STORE_CANNOT_UNDERSTAND, repr(exc))
     state.counts["stored"] += 1
-    _note_study(state, UID(event.context.transfer_syntax), file_start, data_set)
+    entry = state.studies.setdefault(noted[0], [noted[1], 0])
+    entry[1] += 1
     return SUCCESS
 
 
@@ -361,10 +365,11 @@ def _store_failed(event, services, state, code: int, reason: str) -> Dataset:
     return _status(code, reason)
 
 
-def _note_study(state: AssociationState, transfer_syntax: UID, file_start: bytes, data_set) -> None:
-    """Count the instance under its study for the association's audit rows. Only these two
-    elements are read, and reading stops after them; a file too broken for that is counted
-    under an empty study UID, and the worker will say why when it indexes it."""
+def _noted(transfer_syntax: UID, file_start: bytes, data_set) -> tuple[str, str]:
+    """(StudyInstanceUID, PatientID) an instance is counted under for the association's
+    audit rows. Only these two elements are read, and reading stops after them; a file too
+    broken for that is counted under an empty study UID, and the worker will say why when
+    it indexes it."""
     try:
         noted = None
         if transfer_syntax.is_little_endian and not transfer_syntax.is_deflated:
@@ -372,11 +377,9 @@ def _note_study(state: AssociationState, transfer_syntax: UID, file_start: bytes
         if noted is None:
             ds = _read_noted(transfer_syntax, file_start, data_set)
             noted = str(ds.get("StudyInstanceUID", "")), str(ds.get("PatientID", ""))
-        study_instance_uid, patient_id = noted
+        return noted
     except Exception:
-        study_instance_uid, patient_id = "", ""
-    entry = state.studies.setdefault(study_instance_uid, [patient_id, 0])
-    entry[1] += 1
+        return "", ""
 
 
 # The VRs, as encoded, and those with a 4-byte length in Explicit VR (PS3.5 §7.1.2).
