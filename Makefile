@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := dcmtk chromium nodejs
 MYPY_PATHS := backend worker
 
-.PHONY: run test lint format bench-ingest bench-dimse bench-dicomweb bench-worklist bench-viewer install clean system-packages ohif
+.PHONY: run test lint format bench-ingest bench-dimse bench-dimse-floor bench-dicomweb bench-worklist bench-viewer install clean system-packages ohif
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -68,6 +68,10 @@ bench-ingest: $(VENV)/.installed
 bench-dimse: $(VENV)/.installed
 	@command -v Orthanc >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq orthanc >/dev/null; } || true
 	$(PY) bench/dimse.py
+
+# pynetdicom's own cost: the CT to SCPs that answer every C-STORE and keep nothing.
+bench-dimse-floor: $(VENV)/.installed
+	$(PY) bench/dimse_floor.py
 
 # Needs PostgreSQL and Redis on 127.0.0.1 (database lightbox_bench_dicomweb, Redis db 13).
 bench-dicomweb: $(VENV)/.installed

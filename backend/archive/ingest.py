@@ -279,8 +279,8 @@ class RecordingProcess:
         calling_ae: str = "",
         urgent: bool = False,
     ) -> uuid.UUID:
-        """Spool durably (Spool.receive_whole) and return; recording follows (at once if
-        `urgent`, see BackgroundRecorder)."""
+        """Spool durably (Spool.receive_whole) and return; recording follows, and its
+        indexing task is queued at once if `urgent` (see BackgroundRecorder)."""
         record_id, size = get_spool().receive_whole(parts)
         line = json.dumps([str(record_id), size, source, detail, calling_ae, urgent]) + "\n"
         self._send(line.encode())
