@@ -217,7 +217,7 @@ class BackgroundRecorder:
         held, self._held, self._urgent = self._held, [], False
         for ids in held:
             try:
-                queue.send(queue.INGEST_BATCH, ids)
+                _send_batch(ids)
             except Exception:
                 # The records are committed: the sweep queues them again.
                 log.exception("could not queue %d recorded files; the sweep will", len(ids))
