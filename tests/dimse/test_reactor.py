@@ -12,6 +12,7 @@ from pynetdicom.sop_class import Verification
 
 from backend.nodes import reactor
 from backend.nodes.transport import LightboxAE, Socket
+from worker.dimse import inline
 from worker.dimse.server import Server, make_ae
 
 
@@ -79,7 +80,9 @@ def test_the_server_runs_them_and_they_answer_every_request(server):
     assoc.release()
 
     assert statuses == [0x0000] * 1000 and seen["echoes"] == 1000
-    assert seen["classes"] == {("WakingAssociation", "WakingDUL", True)}
+    # ReceiverAssociation: WakingAssociation that also serves C-STOREs inline (inline.py)
+    assert seen["classes"] == {("ReceiverAssociation", "WakingDUL", True)}
+    assert issubclass(inline.ReceiverAssociation, reactor.WakingAssociation)
     assert seen["released"].wait(5) and assoc.is_released
 
 

@@ -30,7 +30,7 @@ from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from backend.nodes.transport import LightboxAE, accepted
 
-from . import handlers, members
+from . import handlers, inline, members
 from .handlers import (
     PATIENT_ROOT_FIND,
     RETRIEVE_MODELS,
@@ -72,6 +72,7 @@ class Handler(RequestHandler):
     def _create_association(self):
         assoc = super()._create_association()
         accepted(assoc)
+        inline.install(assoc)
         load, run = self.server.load, assoc.run
 
         def run_counted() -> None:
