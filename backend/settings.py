@@ -299,12 +299,10 @@ DICOM_HOST = env("LIGHTBOX_DICOM_HOST", "0.0.0.0")  # noqa: S104
 DICOM_ACCEPT_ANY_STORE = envbool("LIGHTBOX_DICOM_ACCEPT_ANY_STORE", "1")
 DICOM_MAX_ASSOCIATIONS = envint("LIGHTBOX_DICOM_MAX_ASSOCIATIONS", "32")
 # Receiver processes sharing the port (worker/dimse/members.py): Python runs one thread at a
-# time per process, so parallel senders need several. By default half the cores, 1 to 4:
-# the workers index on the others, and on 2 cores a second receiver process cost the
-# receiver more CPU than it gained (docs/performance.md).
-DICOM_PROCESSES = envint(
-    "LIGHTBOX_DICOM_PROCESSES", str(min(max((os.cpu_count() or 1) // 2, 1), 4))
-)
+# time per process, so parallel senders need several. By default one per core, 1 to 4:
+# while senders send, indexing waits for them (DICOM_INDEX_HOLD_MS below), so the cores are
+# the receiver's (docs/performance.md).
+DICOM_PROCESSES = envint("LIGHTBOX_DICOM_PROCESSES", str(min(max(os.cpu_count() or 1, 1), 4)))
 # While senders keep sending, what they sent is recorded but queued for indexing only when
 # they pause, or after this long at most (0: at once); the first file of each study on each
 # association at once (ingest.BackgroundRecorder).
