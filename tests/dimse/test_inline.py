@@ -9,10 +9,12 @@ from io import BytesIO
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from pynetdicom import evt
-from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_FIND, C_STORE
 from pynetdicom.dsutils import encode
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import (
     CTImageStorage,
@@ -217,3 +219,161 @@ def test_a_store_while_the_association_thread_is_busy_waits_for_it(receiver):
         ("C_STORE", 0x0000),
     ]
     assert seen["threads"] == [True]  # served by the association's thread, after the find
+
+
+# --- receiving (StoreDIMSE) -------------------------------------------------------------
+
+
+def test_the_decoding_it_stands_in_for_is_this_pynetdicoms():
+    # If this fails after a pynetdicom upgrade, check StoreDIMSE and store_command against
+    # the new DIMSEServiceProvider.receive_primitive and DIMSEMessage, then update
+    # SHAPED_AFTER.
+    assert inline.stock_hashes() == inline.SHAPED_AFTER
+    assert inline.receives_directly()
+
+
+def _p_datas(primitive, max_pdu: int = 16384) -> list:
+    kinds = {"C_ECHO": C_ECHO_RQ, "C_STORE": C_STORE_RQ}
+    kind = type(primitive).__name__
+    message = (kinds[kind] if primitive.MessageIDBeingRespondedTo is None else C_STORE_RSP)()
+    message.primitive_to_message(primitive)
+    return list(message.encode_msg(3, max_pdu))
+
+
+@pytest.fixture
+def no_dimse_logging(monkeypatch):
+    """As the receiver runs unless pynetdicom logs at INFO (server.make_ae): pynetdicom's
+    logging handlers, when bound, leave every message to pynetdicom's own decoder."""
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "none")
+
+
+def _received(p_datas: list, direct: bool, taken: list | None = None) -> list:
+    """What an acceptor's DIMSE provider queues for these P-DATA primitives: pynetdicom's
+    own, or StoreDIMSE (`taken` gets whether it was receiving a C-STORE itself after each
+    primitive)."""
+    assoc = Association(AE(), "acceptor")
+    if direct:
+        assoc.dimse.__class__ = inline.StoreDIMSE
+    for p_data in p_datas:
+        assoc.dimse.receive_primitive(p_data)
+        if taken is not None:
+            taken.append(getattr(assoc.dimse, "_incoming", None) is not None)
+    queued = []
+    while not assoc.dimse.msg_queue.empty():
+        context_id, primitive = assoc.dimse.msg_queue.get()
+        data = primitive.DataSet.getvalue() if getattr(primitive, "DataSet", None) else None
+        queued.append(
+            (
+                context_id,
+                type(primitive).__name__,
+                primitive.MessageID,
+                primitive.MessageIDBeingRespondedTo,
+                getattr(primitive, "Priority", None),
+                primitive.AffectedSOPClassUID,
+                primitive.AffectedSOPInstanceUID,
+                getattr(primitive, "MoveOriginatorMessageID", None),
+                getattr(primitive, "MoveOriginatorApplicationEntityTitle", None),
+                data,
+            )
+        )
+    return queued
+
+
+def _store_request(**values) -> C_STORE:
+    request = _request(message_id=values.pop("message_id", 5))
+    request.DataSet = BytesIO(encode(_instance(), False, True) + b"\0" * 40000)
+    for keyword, value in values.items():
+        setattr(request, keyword, value)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("make", "direct"),
+    [
+        (lambda: _p_datas(_store_request()), True),
+        (lambda: _p_datas(_store_request(message_id=0xFFFF, Priority=1)), True),
+        (lambda: _p_datas(_store_request(MoveOriginatorMessageID=12)), True),
+        (lambda: _p_datas(_store_request(MoveOriginatorApplicationEntityTitle="MOVER")), False),
+        (lambda: _p_datas(_store_request(), max_pdu=4096), True),  # many data fragments
+        (lambda: _p_datas(_store_request(AffectedSOPInstanceUID="1.2.3.4")), True),  # padded
+        (lambda: _p_datas(_store_request()) + _p_datas(_store_request(message_id=6)), True),
+        (lambda: _p_datas(_request()), False),  # a C-STORE-RQ without a data set
+        (lambda: _p_datas(_stored_response()), False),
+    ],
+    ids=[
+        "store",
+        "priority",
+        "move-originator-id",
+        "move-originator-ae",
+        "fragments",
+        "odd-uid",
+        "two",
+        "no-data-set",
+        "response",
+    ],
+)
+def test_requests_are_received_as_pynetdicom_receives_them(no_dimse_logging, make, direct):
+    p_datas = make()
+    taken: list[bool] = []
+    assert _received(p_datas, direct=True, taken=taken) == _received(p_datas, direct=False)
+    assert any(taken) is direct
+
+
+def _stored_response() -> C_STORE:
+    answer = C_STORE()
+    answer.MessageIDBeingRespondedTo = 5
+    answer.AffectedSOPClassUID = CTImageStorage
+    answer.AffectedSOPInstanceUID = generate_uid()
+    answer.Status = 0
+    return answer
+
+
+def test_a_whole_message_in_one_p_data_is_received_too(no_dimse_logging):
+    request = _store_request()
+    first, *rest = _p_datas(request)
+    merged = P_DATA()
+    merged.presentation_data_value_list = [
+        list(pdv) for p_data in (first, *rest) for pdv in p_data.presentation_data_value_list
+    ]
+    assert _received([merged], direct=True) == _received([first, *rest], direct=False)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        b"",
+        b"\x00\x00\x00\x00\x04\x00\x00\x00\x00\x00",  # truncated
+        b"\x08\x00\x00\x00\x02\x00\x00\x00ab",  # not group 0000
+    ],
+)
+def test_other_command_sets_are_left_to_pynetdicom(command):
+    assert inline.store_command(memoryview(command)) is None
+
+
+def test_uids_pynetdicom_might_read_otherwise_are_left_to_it():
+    p_data = _p_datas(_store_request())[0]
+    ((_, pdv),) = p_data.presentation_data_value_list
+    command = pdv[1:]
+    assert inline.store_command(memoryview(command)) is not None
+    assert inline.store_command(memoryview(command.replace(b"1.2.840", b"1.2 840"))) is None
+    assert inline.store_command(memoryview(command.replace(b"1.2.840", b"1.2.8x0"))) is None
+
+
+def test_a_command_among_the_data_ends_the_association(no_dimse_logging):
+    request_p_datas = _p_datas(_store_request(), max_pdu=4096)
+    echo = _p_datas(_echo_request())
+    assoc = Association(AE(), "acceptor")
+    assoc.dimse.__class__ = inline.StoreDIMSE
+    for p_data in [*request_p_datas[:2], *echo]:
+        assoc.dimse.receive_primitive(p_data)
+    assert assoc.dimse.msg_queue.empty()
+    assert assoc.dul.event_queue.get(block=False) == "Evt19"  # A-P-ABORT, as pynetdicom does
+
+
+def _echo_request():
+    from pynetdicom.dimse_primitives import C_ECHO
+
+    echo = C_ECHO()
+    echo.MessageID = 9
+    echo.AffectedSOPClassUID = Verification
+    return echo
