@@ -304,8 +304,8 @@ DICOM_MAX_ASSOCIATIONS = envint("LIGHTBOX_DICOM_MAX_ASSOCIATIONS", "32")
 # the receiver's (docs/performance.md).
 DICOM_PROCESSES = envint("LIGHTBOX_DICOM_PROCESSES", str(min(max(os.cpu_count() or 1, 1), 4)))
 # While senders keep sending, what they sent is recorded but queued for indexing only when
-# they pause, or after this long at most (0: at once); the first file of each study on each
-# association at once (ingest.BackgroundRecorder).
+# they pause, or after this long at most (0: at once); the first file of each new study at
+# once (ingest.BackgroundRecorder, dimse.handlers.RecentStudies).
 DICOM_INDEX_HOLD_MS = envint("LIGHTBOX_DICOM_INDEX_HOLD_MS", "2000")
 # Largest PDU we accept (bytes, PS3.8 §D.1 Maximum Length); 0 means no limit.
 DICOM_MAX_PDU = envint("LIGHTBOX_DICOM_MAX_PDU", str(4 << 20))

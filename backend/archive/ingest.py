@@ -134,10 +134,10 @@ class BackgroundRecorder:
     records are written as usual but their tasks are held, and sent together once the
     senders pause or the first held task has waited `hold`. On two cores, indexing beside
     a transfer slowed the receiver by a third, and the images were viewable no sooner for
-    it (docs/performance.md). A file marked urgent (the first of its study on its
-    association) has its tasks sent at once, with those held before, so that a new study
-    reaches the worklists without waiting. A held task that is lost (the process dies) is
-    sent again by the sweep, as any other: its record is committed.
+    it (docs/performance.md). A file marked urgent (the first of its study the receiver
+    process has had in a while) has its task sent at once, with those held before it, so
+    that a new study reaches the worklists without waiting. A held task that is lost (the
+    process dies) is sent again by the sweep, as any other: its record is committed.
     """
 
     QUIET = 0.1  # seconds without an arrival after which held tasks are sent
@@ -183,7 +183,8 @@ class BackgroundRecorder:
     def _take(self) -> list:
         """What arrives within `interval` of the first file (at most `max_batch`); files
         already waiting are taken whatever their age. An empty batch after `interval`
-        lets _run send what is held, or stop."""
+        lets _run send what is held, or stop. An urgent file ends the batch, so that its
+        task is sent with those held before it, but not with the files after it."""
         batch: list[tuple] = []
         deadline = None
         while len(batch) < self.max_batch:
@@ -195,8 +196,10 @@ class BackgroundRecorder:
             if deadline is None:
                 deadline = arrived + self.interval
             self._last_arrival = arrived
-            self._urgent |= urgent
             batch.append(item)
+            if urgent:
+                self._urgent = True
+                break
         return batch
 
     def _sending_due(self) -> bool:
@@ -204,7 +207,10 @@ class BackgroundRecorder:
         return (
             self._urgent
             or self._stopped.is_set()
-            or now - self._last_arrival >= self.QUIET
+            # Quiet: nothing arrived for QUIET, and nothing is waiting either. Recording
+            # a batch can take longer than QUIET on a busy machine; the files that came
+            # meanwhile wait in the queue, and the senders are not quiet.
+            or (now - self._last_arrival >= self.QUIET and self._waiting.empty())
             or now - self._held_since >= self.hold
         )
 

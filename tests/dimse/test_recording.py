@@ -17,6 +17,9 @@ from ..integration.helpers import wait_until
 from .peers import AE_TITLE, client, new_instance
 
 RECORDS = "select id from archive_ingestrecord"
+# The first receiver process and its recording process: no member process to take some
+# of the associations (and have a recording process of its own).
+ONE_PROCESS = {"LIGHTBOX_DICOM_PROCESSES": "1"}
 
 
 def recording_process(receiver) -> int:
@@ -38,7 +41,7 @@ def store(port: int, count: int) -> list[int]:
 
 
 def test_a_dead_recording_process_is_started_again(embedded_site):
-    receiver = embedded_site.start_receiver()
+    receiver = embedded_site.start_receiver(**ONE_PROCESS)
     assert store(embedded_site.port, 2) == [0x0000] * 2
     embedded_site.wait_rows(RECORDS, 2)
     first = recording_process(receiver)
@@ -53,7 +56,7 @@ def test_a_dead_recording_process_is_started_again(embedded_site):
 
 
 def test_one_that_dies_at_once_is_not_started_again_for_every_file(embedded_site):
-    receiver = embedded_site.start_receiver()
+    receiver = embedded_site.start_receiver(**ONE_PROCESS)
     os.kill(recording_process(receiver), signal.SIGKILL)
 
     assert store(embedded_site.port, 3) == [0x0000] * 3  # durable in the spool all the same
@@ -64,7 +67,7 @@ def test_one_that_dies_at_once_is_not_started_again_for_every_file(embedded_site
 
 
 def test_a_stop_signal_to_the_group_still_records_what_was_received(embedded_site):
-    receiver = embedded_site.start_receiver()
+    receiver = embedded_site.start_receiver(**ONE_PROCESS)
     assert store(embedded_site.port, 20) == [0x0000] * 20
 
     os.killpg(receiver.popen.pid, signal.SIGINT)  # as Ctrl-C in a terminal
@@ -134,3 +137,33 @@ def test_tasks_held_while_files_keep_arriving_a_new_study_at_once(embedded_site)
     queued_soon(1 + held + 1 + also_sent)  # the sender paused
     embedded_site.wait_rows(RECORDS, 1 + held + 1 + also_sent)
     assert "Traceback" not in receiver.output()
+
+
+def test_a_study_sent_over_several_associations_is_new_once(embedded_site):
+    """The first file of a study is queued at once once per receiver process, not once per
+    association (handlers.RecentStudies): a second association sending the same study
+    while the first is open leaves its files held like the rest."""
+    embedded_site.start_receiver(LIGHTBOX_DICOM_INDEX_HOLD_MS="3000", **ONE_PROCESS)
+    study = generate_uid()
+
+    def instance():
+        ds = new_instance()
+        ds.StudyInstanceUID = study
+        return ds
+
+    first, second = (
+        client().associate("127.0.0.1", embedded_site.port, ae_title=AE_TITLE) for _ in range(2)
+    )
+    try:
+        assert first.is_established and second.is_established
+        assert first.send_c_store(instance()).Status == 0x0000  # a new study: at once
+        wait_until(lambda: queued(embedded_site) == 1, 5, lambda: f"{queued(embedded_site)}")
+        sent, until = 0, time.monotonic() + 0.8
+        while time.monotonic() < until:  # back to back, as in the test above
+            assert second.send_c_store(instance()).Status == 0x0000
+            sent += 1
+        assert queued(embedded_site) == 1  # the second association's first file included
+    finally:
+        first.release()
+        second.release()
+    wait_until(lambda: queued(embedded_site) == 1 + sent, 5, lambda: f"{queued(embedded_site)}")

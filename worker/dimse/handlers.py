@@ -101,6 +101,7 @@ class Services:
     move_destination: Callable[[str], Any] | None = None
     tracker: "Associations" = field(default_factory=lambda: Associations())
     close: Callable[[], None] = lambda: None  # flushes what receive() left to record
+    recent: "RecentStudies" = field(default_factory=lambda: RecentStudies())
 
 
 @dataclass
@@ -113,6 +114,36 @@ class AssociationState:
     # StudyInstanceUID -> [PatientID, instances stored]
     studies: dict[str, list] = field(default_factory=dict)
     decisions: dict[str, Any] = field(default_factory=dict)
+
+
+class RecentStudies:
+    """The studies this receiver process has received files of lately, for telling ingest
+    which file is a study's first (RecordingProcess.receive(urgent=...)): that one is
+    queued for indexing at once, with what was held before it, so that the study reaches
+    open worklists at once; the rest wait while the sender keeps sending
+    (LIGHTBOX_DICOM_INDEX_HOLD_MS).
+
+    Per process, not per association: a modality or archive that sends one study over
+    several associations at once would otherwise have each association's first file
+    release everything held, and the workers index beside the transfer. A study is new
+    again after WINDOW seconds without a file of it."""
+
+    WINDOW = 10.0
+    LIMIT = 10_000  # studies remembered; older ones are forgotten first
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+
+    def first_in_a_while(self, study_instance_uid: str) -> bool:
+        """Whether no file of this study came in the last WINDOW seconds; notes this one."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._seen.pop(study_instance_uid, None)
+            self._seen[study_instance_uid] = now  # at the end: the dict is oldest first
+            if len(self._seen) > self.LIMIT:
+                del self._seen[next(iter(self._seen))]
+        return last is None or now - last > self.WINDOW
 
 
 class Associations:
@@ -293,7 +324,8 @@ def handle_store(event, services: Services) -> int | Dataset:
             source="dimse",
             detail=f"{state.calling_ae}@{state.peer}",
             calling_ae=state.calling_ae,
-            urgent=noted[0] not in state.studies,  # a new study: on the worklists at once
+            # a new study: on the worklists at once
+            urgent=services.recent.first_in_a_while(noted[0]),
         )
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):

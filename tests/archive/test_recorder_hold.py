@@ -1,0 +1,56 @@
+"""When the receiver's recorder (backend/archive/ingest.BackgroundRecorder) sends the
+indexing tasks it holds while senders send: its two decisions, driven by hand."""
+
+import time
+import uuid
+
+import pytest
+
+from backend.archive.ingest import BackgroundRecorder
+
+
+@pytest.fixture
+def recorder():
+    """A recorder whose own thread has already stopped, so that the test takes its batches
+    and asks whether sending is due itself."""
+    recorder = BackgroundRecorder(interval=0.05, hold=5.0)
+    recorder.close()
+    recorder._stopped.clear()
+    return recorder
+
+
+def arrive(recorder: BackgroundRecorder, urgent: bool = False) -> None:
+    recorder.enqueue(uuid.uuid4(), 100, source="dimse", detail="X@h", calling_ae="X", urgent=urgent)
+
+
+def test_an_urgent_file_ends_its_batch(recorder):
+    for n in range(5):
+        arrive(recorder, urgent=n == 2)
+    assert len(recorder._take()) == 3  # up to and including the urgent file
+    assert recorder._sending_due()  # its task goes now, with what was held before
+    recorder._urgent = False
+    assert len(recorder._take()) == 2  # the files after it: held like the rest
+    assert not recorder._urgent
+
+
+def test_files_waiting_to_be_recorded_mean_the_senders_are_not_quiet(recorder):
+    recorder._held, recorder._held_since = [["held"]], time.monotonic()
+    arrive(recorder)
+    recorder._take()
+    arrive(recorder)  # arrived while the batch before was being recorded
+    time.sleep(BackgroundRecorder.QUIET + 0.05)
+    assert not recorder._sending_due()
+    recorder._take()  # that one, now taken, was the last
+    time.sleep(BackgroundRecorder.QUIET + 0.05)
+    assert recorder._sending_due()
+
+
+def test_the_hold_runs_out_even_while_files_keep_arriving(recorder):
+    recorder.hold = 0.2
+    recorder._held, recorder._held_since = [["held"]], time.monotonic()
+    arrive(recorder)
+    recorder._take()
+    assert not recorder._sending_due()
+    time.sleep(0.25)
+    arrive(recorder)
+    assert recorder._sending_due()
