@@ -5,8 +5,9 @@ every C-STORE with Success and keeps nothing.
 Two such SCPs, in this one process, one after the other:
 - "stock": pynetdicom's AE as it comes (every storage SOP class, every transfer syntax);
 - "lightbox": the receiver's own AE and server (worker/dimse/server.py: shared presentation
-  contexts, large reads, the waking association loops, TCP_NODELAY), with a C-STORE
-  handler that returns at once instead of spooling the file.
+  contexts, large reads, the waking association loops, TCP_NODELAY, C-STOREs received and
+  answered in the DUL thread by worker/dimse/inline.py), with a C-STORE handler that
+  returns at once instead of spooling the file. One process, as LIGHTBOX_DICOM_PROCESSES=1.
 
 The difference between "lightbox" here and bench/dimse.py's acceptance time is what storing
 durably and recording cost; "lightbox" here is the fastest the receiver could accept while
