@@ -173,6 +173,7 @@ def lightbox_run(files: list[Path], associations: int, services: bool) -> dict:
             started = time.time()
             accepted = send(files, port, "LIGHTBOX", associations)
             receiver_cpu = used(cpu[0], cpu_seconds(receiver.pid))
+            worker_cpu_sending = used(cpu[1], cpu_seconds(worker.pid))
             time.sleep(2)
             deadline = time.monotonic() + VIEWABLE_TIMEOUT
             viewable: float | None = None
@@ -196,6 +197,8 @@ def lightbox_run(files: list[Path], associations: int, services: bool) -> dict:
         "viewable_s": viewable,
         "receiver_cpu_s": receiver_cpu,
         "worker_cpu_s": worker_cpu,
+        # what indexing took from the transfer: little while indexing waits for the senders
+        "worker_cpu_sending_s": worker_cpu_sending,
     }
 
 
