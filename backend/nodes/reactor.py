@@ -224,27 +224,42 @@ class WakingAssociation(Association):
                 return
 
 
-def stock_hashes() -> dict[str, str]:
-    """The SHA-256 of the installed pynetdicom's two loops, as COPIED_FROM records them."""
-    methods: dict[str, Any] = {
-        "Association._run_reactor": Association._run_reactor,
-        "DULServiceProvider.run_reactor": DULServiceProvider.run_reactor,
-    }
+def source_hashes(methods: dict[str, Any]) -> dict[str, str]:
+    """The SHA-256 of each method's source code, by name: how the code of pynetdicom's that
+    ours copies or stands in for is pinned (here and in worker/dimse/inline.py)."""
     return {
         name: hashlib.sha256(inspect.getsource(method).encode()).hexdigest()
         for name, method in methods.items()
     }
 
 
+def stock_hashes() -> dict[str, str]:
+    """The SHA-256 of the installed pynetdicom's two loops, as COPIED_FROM records them."""
+    return source_hashes(
+        {
+            "Association._run_reactor": Association._run_reactor,
+            "DULServiceProvider.run_reactor": DULServiceProvider.run_reactor,
+        }
+    )
+
+
+def pinned(current: dict[str, str], recorded: dict[str, str], otherwise: str) -> bool:
+    """Whether the installed pynetdicom's code is the code `recorded` pins; if it is not,
+    the log says what runs instead (`otherwise`)."""
+    if current == recorded:
+        return True
+    logging.getLogger("lightbox.dimse").warning(otherwise)
+    return False
+
+
 @functools.cache
 def applicable() -> bool:
-    if stock_hashes() == COPIED_FROM:
-        return True
-    logging.getLogger("lightbox.dimse").warning(
-        "pynetdicom's reactor loops differ from those worker/dimse/reactor.py copied: "
-        "running the stock (polling) loops"
+    return pinned(
+        stock_hashes(),
+        COPIED_FROM,
+        "pynetdicom's reactor loops differ from those backend/nodes/reactor.py copied: "
+        "running the stock (polling) loops",
     )
-    return False
 
 
 def make_waking(assoc: Association) -> None:

@@ -33,13 +33,10 @@ which this follows only while its code is what it was written against (SHAPED_AF
 
 import contextlib
 import functools
-import hashlib
-import inspect
 import logging
 import struct
 import threading
 from io import BytesIO
-from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import _config, evt
@@ -249,26 +246,23 @@ def store_command(view: memoryview) -> dict[int, int | str] | None:
 
 def stock_hashes() -> dict[str, str]:
     """The SHA-256 of the installed pynetdicom's code that SHAPED_AFTER records."""
-    methods: dict[str, Any] = {
-        "DIMSEServiceProvider.receive_primitive": DIMSEServiceProvider.receive_primitive,
-        "DIMSEMessage.decode_msg": DIMSEMessage.decode_msg,
-        "DIMSEMessage.message_to_primitive": DIMSEMessage.message_to_primitive,
-    }
-    return {
-        name: hashlib.sha256(inspect.getsource(method).encode()).hexdigest()
-        for name, method in methods.items()
-    }
+    return reactor.source_hashes(
+        {
+            "DIMSEServiceProvider.receive_primitive": DIMSEServiceProvider.receive_primitive,
+            "DIMSEMessage.decode_msg": DIMSEMessage.decode_msg,
+            "DIMSEMessage.message_to_primitive": DIMSEMessage.message_to_primitive,
+        }
+    )
 
 
 @functools.cache
 def receives_directly() -> bool:
-    if stock_hashes() == SHAPED_AFTER:
-        return True
-    logging.getLogger("lightbox.dimse").warning(
+    return reactor.pinned(
+        stock_hashes(),
+        SHAPED_AFTER,
         "pynetdicom's DIMSE decoding differs from what worker/dimse/inline.py was written "
-        "against: C-STORE requests are decoded by pynetdicom"
+        "against: C-STORE requests are decoded by pynetdicom",
     )
-    return False
 
 
 def install(assoc) -> None:
