@@ -26,9 +26,10 @@ Receiving, too, a C-STORE request takes a shorter way (StoreDIMSE): pynetdicom d
 command set into a pydicom Dataset and copies its elements into a primitive one by one;
 here a C-STORE-RQ's command set, when it arrives whole in one fragment and holds only the
 elements PS3.7 §9.3.1.1 gives it, is read directly, and its data set fragments are written
-as they come. Anything else, and anything in a form pynetdicom might read differently
-(a Move Originator, a UID that is not digits and dots), is left to pynetdicom's decoder,
-which this follows only while its code is what it was written against (SHAPED_AFTER).
+as they come. Anything else, and anything in a form pynetdicom might read differently (a
+Move Originator AE title, a UID that is not digits and dots), is left to pynetdicom's
+decoder, which this follows only while its code is what it was written against
+(SHAPED_AFTER).
 """
 
 import contextlib
@@ -77,12 +78,13 @@ _KNOWN_STATUSES = frozenset(StorageServiceClass.statuses)  # PS3.4 Table B.2-1 a
 
 class Requests:
     """The DIMSE message queue of a receiving association (the DUL thread puts, the
-    association's thread takes), serving a C-STORE request itself when it can."""
+    association's thread takes), serving a C-STORE request itself when it can. A response
+    that a send_*() call takes from the queue (a C-GET's sub-operations) is never marked
+    done: after a C-GET, the rest of that association takes pynetdicom's path."""
 
     def __init__(self, assoc, messages):
         self.assoc = assoc
         self.messages = messages
-        self.served_here = 0  # how many C-STOREs were served in the DUL thread
 
     def __getattr__(self, name):  # get(), qsize(), not_empty, ...: the queue's own
         return getattr(self.messages, name)
@@ -96,7 +98,6 @@ class Requests:
             and self.messages.unfinished_tasks == 0
             and serve_store(self.assoc, primitive, context_id)
         ):
-            self.served_here += 1
             return
         self.messages.put(item, block, timeout)
 
@@ -304,7 +305,8 @@ def serve_store(assoc, request: C_STORE, context_id: int) -> bool:
         answer.MessageIDBeingRespondedTo = request.MessageID
         answer.AffectedSOPInstanceUID = request.AffectedSOPInstanceUID
         answer.AffectedSOPClassUID = request.AffectedSOPClassUID
-        answer = StorageServiceClass(assoc).validate_status(status, answer)  # type: ignore[arg-type]
+        service = StorageServiceClass(assoc)
+        answer = service.validate_status(status, answer)  # type: ignore[arg-type]
         assoc.dimse.send_msg(answer, context_id)
         return True
     pdata = P_DATA()
