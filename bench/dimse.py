@@ -80,10 +80,12 @@ def wait_for_members(receiver: subprocess.Popen, log: Path, timeout: float = 60)
     raise RuntimeError(f"the receiver's processes were not ready after {timeout} s")
 
 
-def spawn(cmd: list[str], env: dict, log: Path, cwd: Path = REPO) -> subprocess.Popen:
+def spawn(cmd: list[str], env: dict, log: Path, cwd: Path | None = None) -> subprocess.Popen:
+    """Start `cmd` in `cwd`, by default the Lightbox checkout REPO names at the time of the
+    call (bench/dimse_compare.py points it at another tree)."""
     return subprocess.Popen(
         cmd,
-        cwd=cwd,
+        cwd=cwd or REPO,
         env=env,
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,
