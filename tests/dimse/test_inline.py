@@ -12,7 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ, C_STORE_RSP
-from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
@@ -371,8 +371,6 @@ def test_a_command_among_the_data_ends_the_association(no_dimse_logging):
 
 
 def _echo_request():
-    from pynetdicom.dimse_primitives import C_ECHO
-
     echo = C_ECHO()
     echo.MessageID = 9
     echo.AffectedSOPClassUID = Verification
