@@ -11,8 +11,11 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 from backend.imaging.luts import lut_tables
 
@@ -38,10 +41,25 @@ def search_key(text: str) -> str:
 
 
 def _raw(ds: Dataset, keyword: str) -> Any:
+    # read_dicom has converted every top-level value: its element is then read directly,
+    # without Dataset.get's keyword look-up and checks (half of extract's time).
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        found = tag_for_keyword(keyword)
+        tag = _TAGS[keyword] = BaseTag(found) if found is not None else None
+    if tag is not None:
+        elem = ds._dict.get(tag)
+        if elem is None:
+            return None
+        if type(elem) is DataElement:
+            return elem.value
     try:
         return ds.get(keyword)
     except Exception:  # a value pydicom cannot convert is treated as absent
         return None
+
+
+_TAGS: dict[str, BaseTag | None] = {}  # keyword -> tag
 
 
 def text(ds: Dataset, keyword: str) -> str:

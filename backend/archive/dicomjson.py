@@ -9,10 +9,16 @@ The elements are written here rather than by pydicom's Dataset.to_json_dict, wit
 output: read_dicom has converted every value already, and pydicom's generic path (a new
 Dataset, each element looked up again, the VR sets rebuilt per element) cost more than
 reading the file. NULs are removed from the strings as they are written.
+
+The index stores the document as text (metadata_json). A series' files repeat most of their
+header byte for byte, so an element whose value read_dicom reused from an earlier file
+(ParsedFile.value_keys) reuses that file's text too.
 """
 
 import base64
+import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -50,34 +56,98 @@ def instance_path(ds: Dataset) -> str:
 def dataset_to_json(ds: Dataset, parsed: ParsedFile) -> tuple[dict[str, Any], list[str]]:
     """The header as DICOM JSON, and warnings for elements left out because their value
     cannot be represented (e.g. an IS of '1A')."""
+    bulk = _bulk_handler(ds)
+    result: dict[str, Any] = {}
+    dropped: list[str] = []
+    # Values still to be converted (pixel data in an icon sequence) are read strictly, and an
+    # element that fails is left out whole, as Dataset.to_json_dict(suppress_invalid_tags=True).
+    with config.strict_reading():
+        for tag, elem in list(ds.items()):
+            if tag not in PIXEL_TAGS and (value := _top_json(ds, tag, elem, bulk, dropped)):
+                result[f"{tag:08X}"] = value
+    if parsed.has_pixel_data:
+        result["7FE00010"] = _pixel_json(ds, parsed)
+    return result, dropped
+
+
+def metadata_json(ds: Dataset, parsed: ParsedFile) -> tuple[str, list[str]]:
+    """dataset_to_json's document as the text json.dumps(..., separators=(",", ":")) makes
+    of it, and the same warnings."""
+    bulk = _bulk_handler(ds)
+    parts: list[str] = []
+    dropped: list[str] = []
+    with config.strict_reading():
+        for tag, elem in list(ds.items()):
+            if tag in PIXEL_TAGS:
+                continue
+            key = parsed.value_keys.get(tag)
+            text = _TEXTS.get(key) if key is not None else None
+            if text is None:
+                value = _top_json(ds, tag, elem, bulk, dropped)
+                if value is None:
+                    continue
+                text = _dumps({f"{tag:08X}": value})[1:-1]
+                # A BulkDataURI names the instance: not the same for another file.
+                if key is not None and "BulkDataURI" not in value:
+                    _TEXTS.keep(key, text)
+            parts.append(text)
+    if parsed.has_pixel_data:
+        parts.append(_dumps({"7FE00010": _pixel_json(ds, parsed)})[1:-1])
+    return "{" + ",".join(parts) + "}", dropped
+
+
+def _bulk_handler(ds: Dataset) -> BulkHandler:
     base = _text(instance_path(ds))
 
     def bulk(element: DataElement, where: str) -> str:
         return f"{base}/bulkdata/{where}{element.tag:08X}"
 
-    result: dict[str, Any] = {}
-    dropped = []
-    # Values still to be converted (pixel data in an icon sequence) are read strictly, and an
-    # element that fails is left out whole, as Dataset.to_json_dict(suppress_invalid_tags=True).
-    with config.strict_reading():
-        for tag, elem in list(ds.items()):
-            if tag in PIXEL_TAGS:
-                continue
-            key = f"{tag:08X}"
-            try:
-                result[key] = _element_json(_converted(ds, tag, elem), bulk, "")
-            except Exception as exc:
-                _pydicom_log.warning("Error while processing tag %s: %s", key, exc)
-                dropped.append(
-                    f"{Tag(tag)} left out of the metadata: its value is not valid for its VR"
-                )
-    if parsed.has_pixel_data:
-        words = parsed.pixel_data_offset is not None and int(ds.get("BitsAllocated", 8)) > 8
-        result["7FE00010"] = {
-            "vr": "OW" if words else "OB",
-            "BulkDataURI": f"{base}/bulkdata/7FE00010",
-        }
-    return result, dropped
+    return bulk
+
+
+def _top_json(
+    ds: Dataset, tag: int, elem: Any, bulk: BulkHandler, dropped: list[str]
+) -> dict[str, Any] | None:
+    """A top-level element's JSON, or None (and a warning in `dropped`) if it is left out."""
+    key = f"{tag:08X}"
+    try:
+        return _element_json(_converted(ds, tag, elem), bulk, "")
+    except Exception as exc:
+        _pydicom_log.warning("Error while processing tag %s: %s", key, exc)
+        dropped.append(f"{Tag(tag)} left out of the metadata: its value is not valid for its VR")
+        return None
+
+
+def _pixel_json(ds: Dataset, parsed: ParsedFile) -> dict[str, str]:
+    words = parsed.pixel_data_offset is not None and int(ds.get("BitsAllocated", 8)) > 8
+    return {
+        "vr": "OW" if words else "OB",
+        "BulkDataURI": f"{_text(instance_path(ds))}/bulkdata/7FE00010",
+    }
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class _Texts:
+    """Elements' JSON text by the Conversions key of their value; the oldest goes first."""
+
+    def __init__(self, entries: int = 8192):
+        self.entries = entries
+        self._kept: dict[tuple, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> str | None:
+        return self._kept.get(key)
+
+    def keep(self, key: tuple, text: str) -> None:
+        with self._lock:
+            if len(self._kept) >= self.entries:
+                del self._kept[next(iter(self._kept))]
+            self._kept[key] = text
+
+
+_TEXTS = _Texts()
 
 
 def _converted(dataset: Dataset, tag: int, elem: DataElement | RawDataElement) -> DataElement:

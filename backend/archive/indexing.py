@@ -11,7 +11,6 @@ Policy for a different file under a SOPInstanceUID we already hold: the newest f
 in the store and its IngestRecord keeps pointing at it.
 """
 
-import json
 import logging
 import uuid
 from collections import Counter
@@ -31,7 +30,7 @@ from backend.imaging.pixels import PixelDataError, Pixels, decode_pixels
 
 from . import notify, queue
 from .attributes import Extracted, extract
-from .dicomjson import dataset_to_json
+from .dicomjson import metadata_json
 from .models import IngestRecord, Instance, Patient, Series, Study, StudySource
 from .spool import get_spool
 from .storage import get_storage, sync_dirs
@@ -254,13 +253,13 @@ def _prepare_parsed(
     frames = derive_frames(parsed, path, object_key, record.sha256)
     extracted = extract(ds)
     extracted.instance["transfer_syntax_uid"] = parsed.transfer_syntax_uid
-    metadata, dropped = dataset_to_json(ds, parsed)
+    metadata, dropped = metadata_json(ds, parsed)
     extracted.warnings[:0] = parsed.warnings + dropped
     return Prepared(
         record=record,
         extracted=extracted,
         frames=frames,
-        metadata=json.dumps(metadata, separators=(",", ":")),
+        metadata=metadata,
         object_key=object_key,
         state=State.REPLACED if existing is not None else State.STORED,
         unsynced_dir=unsynced_dir,

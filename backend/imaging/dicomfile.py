@@ -80,6 +80,10 @@ class ParsedFile:
     # File offset of that element's tag, so decode_pixels can read it without re-parsing the
     # header; None for deflated files, where no offset into the stream exists.
     pixel_element_offset: int | None = None
+    # Top-level tag -> the key its value was converted under (Conversions), for values that
+    # converted without a warning: the same key, the same converted value, so whatever is
+    # made of the value alone can be kept by key too (dicomjson.metadata_json does).
+    value_keys: dict[int, tuple] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,7 +146,7 @@ def _read(
             pixel = _pixel_element_at(fp, transfer_syntax_uid)
             _check_trailing(fp, pixel, file_size)
     defects.extend(_check_parse_warnings(caught))
-    _check_elements(ds, limits, defects, caught)
+    value_keys = _check_elements(ds, limits, defects, caught)
     defects.extend(_check_file_meta(ds))
     defects.extend(_check_uids(ds))
     if pixel is not None and pixel.length is not None and pixel.offset is not None:
@@ -161,6 +165,7 @@ def _read(
         warnings=defects,
         pixel_data_tag=pixel.tag if pixel else None,
         pixel_element_offset=pixel.start if pixel else None,
+        value_keys=value_keys,
     )
 
 
@@ -245,13 +250,15 @@ def _check_elements(
     limits: Limits,
     defects: list[str],
     caught: list[warnings.WarningMessage],
-) -> None:
+) -> dict[int, tuple]:
     """Convert every element value, iteratively, enforcing the element and depth limits.
 
     Sequences of defined length are only parsed by pydicom when first accessed, so walking
     breadth-first with an explicit stack lets us refuse deep nesting before parsing it.
+    Returns the top-level values' Conversions keys (ParsedFile.value_keys).
     """
     count = 0
+    value_keys: dict[int, tuple] = {}
     un_with_known_vr: list[str] = []
     # The top level's values may be reused from earlier files (Conversions); a sequence
     # item's character set and private creators can differ from its parent's, so not
@@ -260,7 +267,10 @@ def _check_elements(
     stack: list[tuple[pydicom.Dataset, int, str]] = [(ds, 0, "")]
     while stack:
         dataset, depth, where = stack.pop()
-        for tag, vr, elem in _elements(dataset, where, reuse if depth == 0 else None, caught):
+        top = depth == 0
+        for tag, vr, elem in _elements(
+            dataset, where, reuse if top else None, caught, value_keys if top else None
+        ):
             count += 1
             if count > limits.max_header_elements:
                 raise InvalidDicom(f"more than {limits.max_header_elements} header elements")
@@ -285,6 +295,7 @@ def _check_elements(
             f"{len(un_with_known_vr)} elements encoded as UN despite a known VR, "
             f"e.g. {un_with_known_vr[0]}"
         )
+    return value_keys
 
 
 def _elements(
@@ -292,9 +303,11 @@ def _elements(
     where: str,
     reuse: _Reuse | None,
     caught: list[warnings.WarningMessage],
+    value_keys: dict[int, tuple] | None,
 ) -> Iterator[tuple[int, str | None, DataElement]]:
     """Yield (tag, VR as encoded (None in Implicit VR), converted element); a conversion
-    failure is InvalidDicom. `reuse`: earlier files' conversions, or None."""
+    failure is InvalidDicom. `reuse`: earlier files' conversions, or None; `value_keys`
+    gets the key of each value reused or kept."""
     # items(), not get_item() per tag: dcmread defers no values here, so the two are the same.
     for tag, raw in list(dataset.items()):
         if tag in PIXEL_DATA_TAGS:
@@ -309,6 +322,8 @@ def _elements(
             )
         key = reuse.key(raw) if reuse is not None else None
         if key is not None and (elem := _CONVERSIONS.reuse(dataset, raw, key)) is not None:
+            if value_keys is not None:
+                value_keys[tag] = key
             yield tag, raw.VR, elem
             continue
         try:
@@ -322,6 +337,8 @@ def _elements(
         if key is not None and not caught:
             # Only a conversion that warned of nothing: a reused one warns of nothing.
             _CONVERSIONS.keep(key, elem)
+            if value_keys is not None:
+                value_keys[tag] = key
         yield tag, raw.VR, elem
 
 

@@ -14,7 +14,13 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
-from backend.archive.dicomjson import BULK_THRESHOLD, PIXEL_TAGS, dataset_to_json, instance_path
+from backend.archive.dicomjson import (
+    BULK_THRESHOLD,
+    PIXEL_TAGS,
+    dataset_to_json,
+    instance_path,
+    metadata_json,
+)
 from backend.imaging.dicomfile import InvalidDicom, ParsedFile, read_dicom
 
 from ..conftest import PYDICOM_FILES, SMALL, pydicom_file
@@ -162,3 +168,58 @@ def test_it_refers_to_large_binary_values_by_uri(tmp_path):
     assert result["7FE00010"] == {"vr": "OW", "BulkDataURI": f"{base}/bulkdata/7FE00010"}
     new, old = both(path)
     assert new == old
+
+
+def as_text(parsed: ParsedFile) -> tuple[str, list[str]]:
+    result, dropped = dataset_to_json(parsed.dataset, parsed)
+    return json.dumps(result, separators=(",", ":")), dropped
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_its_text_is_the_documents(path):
+    """metadata_json, the text the index stores, is dataset_to_json's document dumped: the
+    first time a file is read, and again when its values are reused from that read."""
+    try:
+        first = read_dicom(path)
+    except InvalidDicom:
+        pytest.skip("refused at ingest")
+    assert metadata_json(first.dataset, first) == as_text(first)
+    again = read_dicom(path)
+    if again.value_keys:
+        assert again.value_keys.keys() <= set(again.dataset.keys())
+    assert metadata_json(again.dataset, again) == as_text(again)
+
+
+def test_its_reused_text_names_each_instance_in_its_bulk_uris(tmp_path):
+    """Two files with the same large binary value: the texts kept by value must not carry
+    the first file's BulkDataURI into the second."""
+    ds = sample()
+    ds.EncapsulatedDocument = b"\x02" * (BULK_THRESHOLD // 4 * 3 + 2)
+    documents = []
+    for number in (1, 2):
+        ds.SOPInstanceUID = f"1.2.3.4.{number}"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path = tmp_path / f"{number}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        parsed = read_dicom(path)
+        # Both values have a key: the second file's are the first's.
+        assert {0x00420011, 0x00080060} <= parsed.value_keys.keys()
+        text, _ = metadata_json(parsed.dataset, parsed)
+        assert (text, []) == as_text(parsed)
+        documents.append(json.loads(text))
+    assert documents[1]["00420011"]["BulkDataURI"].endswith(
+        "/instances/1.2.3.4.2/bulkdata/00420011"
+    )
+
+
+def test_it_leaves_out_invalid_values_from_its_text_each_time(tmp_path):
+    ds = sample()
+    ds[0x00200013] = raw(0x00200013, "IS", b"1A")  # Instance Number
+    path = save(ds, tmp_path)
+    for _ in range(2):
+        parsed = read_dicom(path)
+        text, dropped = metadata_json(parsed.dataset, parsed)
+        assert "00200013" not in json.loads(text)
+        assert dropped == [
+            "(0020,0013) left out of the metadata: its value is not valid for its VR"
+        ]
