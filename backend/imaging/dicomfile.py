@@ -357,7 +357,7 @@ class Conversions:
 
     def __init__(self, entries: int = _REUSE_ENTRIES):
         self.entries = entries
-        self._kept: dict[tuple, tuple[str, Any]] = {}
+        self._kept: dict[tuple, dict[str, Any]] = {}  # key -> a DataElement's attributes
         self._lock = threading.Lock()
         self._default_hooks = (hooks.raw_element_vr, hooks.raw_element_value)
 
@@ -387,10 +387,16 @@ class Conversions:
         kept = self._kept.get(key)
         if kept is None:
             return None
-        vr, value = kept
+        # The element DataElement(tag, VR, value, value_tell, already_converted=True)
+        # would make: the kept one's attributes, without running __init__ per element.
+        attributes = dict(kept)
+        attributes["tag"] = raw.tag
+        attributes["file_tell"] = raw.value_tell
+        value = attributes["_value"]
         if type(value) is MultiValue:
-            value = _copied(value)
-        elem = DataElement(raw.tag, vr, value, raw.value_tell, already_converted=True)
+            attributes["_value"] = _copied(value)
+        elem = object.__new__(DataElement)
+        elem.__dict__ = attributes
         # What Dataset.__getitem__ stores after converting: nothing else applies to a
         # public, non-sequence element of a known VR.
         dataset._dict[raw.tag] = elem
@@ -398,10 +404,13 @@ class Conversions:
 
     def keep(self, key: tuple, elem: DataElement) -> None:
         value = elem.value
+        kept = DataElement(elem.tag, elem.VR, value, already_converted=True)
+        if type(value) is MultiValue:
+            kept._value = _copied(value)
         with self._lock:
             if len(self._kept) >= self.entries:
                 del self._kept[next(iter(self._kept))]  # the oldest
-            self._kept[key] = (elem.VR, _copied(value) if type(value) is MultiValue else value)
+            self._kept[key] = kept.__dict__
 
 
 class _Reuse:
@@ -420,14 +429,15 @@ class _Reuse:
             return None
         vr = raw.VR
         if vr is None:  # Implicit VR: pydicom takes it from the dictionary
-            vr = _dictionary_vr(tag)
+            vr = _dictionary_vr(int(tag))
             if vr is None or vr in AMBIGUOUS_VR:
                 return None
         elif vr == VR.UN:
             return None
         if vr == VR.SQ:
             return None
-        return (tag, raw.VR, value, raw.is_little_endian, self.context)
+        # The tag as an int: BaseTag compares in Python, an int in C.
+        return (int(tag), raw.VR, value, raw.is_little_endian, self.context)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -62,7 +62,19 @@ def elements(ds: Dataset) -> list:
             value = [(type(v).__name__, repr(v)) for v in elem.value]
         else:
             value = (type(elem.value).__name__, repr(elem.value), str(elem.value))
-        found.append((elem.tag, elem.VR, elem.private_creator, value))
+        found.append(
+            (
+                elem.tag,
+                elem.VR,
+                elem.private_creator,
+                value,
+                # What the DataElement a reused value gets is made of besides its value.
+                sorted(elem.__dict__),
+                elem.file_tell,
+                elem.is_undefined_length,
+                elem.validation_mode,
+            )
+        )
     return found
 
 
