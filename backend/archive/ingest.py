@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -272,9 +273,27 @@ class RecordingProcess:
         return subprocess.Popen(
             [sys.executable, "-m", "backend.archive.recording"],
             stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,  # for its "ready" line (wait_ready)
             cwd=settings.BASE_DIR,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE},
         )
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the child has set itself up; False if it has not within `timeout`
+        seconds (or has exited). Files received meanwhile wait in its stdin: this is so that
+        a receiver which says it is ready is, and its child's start-up (about 2 CPU seconds:
+        Django, the database) does not compete with the first transfer."""
+        stdout = self._process.stdout  # not under the lock: files may arrive meanwhile
+        if stdout is None or stdout.closed:
+            return True
+        try:
+            readable, _, _ = select.select([stdout], [], [], timeout)
+            ready = bool(readable) and stdout.readline() == b"ready\n"
+        finally:
+            stdout.close()  # the child sends nothing else there
+        if ready:
+            self._started = time.monotonic()  # "dies at once" counts from here (_send)
+        return ready
 
     def receive(
         self,
@@ -311,6 +330,8 @@ class RecordingProcess:
                     self._process.poll(),
                 )
                 self._process = self._start()
+                # Not waited for: the association thread must not be kept waiting.
+                cast(BinaryIO, self._process.stdout).close()
             try:
                 self._write(line)
             except (OSError, ValueError):
@@ -327,8 +348,9 @@ class RecordingProcess:
         with self._lock:
             self._closed = True
             process = self._process
-            with contextlib.suppress(OSError):
-                cast(BinaryIO, process.stdin).close()
+            for pipe in (process.stdin, process.stdout):
+                with contextlib.suppress(OSError, AttributeError):
+                    cast(BinaryIO, pipe).close()
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -1,9 +1,9 @@
 """python -m backend.archive.recording — the DICOM receiver's recording process
 (ingest.RecordingProcess).
 
-Reads one JSON line per file the receiver made durable in the spool (id, size, source,
-detail, calling AE, urgent) from stdin and records them in batches
-(ingest.BackgroundRecorder, which holds their indexing tasks for up to
+Says "ready" on stdout once set up, then reads one JSON line per file the receiver made
+durable in the spool (id, size, source, detail, calling AE, urgent) from stdin and records
+them in batches (ingest.BackgroundRecorder, which holds their indexing tasks for up to
 LIGHTBOX_DICOM_INDEX_HOLD_MS while senders are still sending).
 Stop signals are the receiver's to act on: this process ends when its stdin closes, after
 recording everything it was given. A line it cannot read is logged and skipped (its file
@@ -34,6 +34,7 @@ def main() -> int:
     from backend.archive.ingest import BackgroundRecorder
 
     recorder = BackgroundRecorder(hold=settings.DICOM_INDEX_HOLD_MS / 1000)
+    announce_ready()
     try:
         for line in sys.stdin.buffer:
             try:
@@ -51,6 +52,17 @@ def main() -> int:
     finally:
         recorder.close(timeout=60)
     return 0
+
+
+def announce_ready() -> None:
+    """Tell the receiver this process is set up (RecordingProcess.wait_ready reads the line),
+    then send anything else written to stdout to stderr: nobody reads that pipe any more."""
+    try:
+        sys.stdout.buffer.write(b"ready\n")
+        sys.stdout.flush()
+    except OSError:  # the receiver stopped waiting (and closed its end)
+        pass
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

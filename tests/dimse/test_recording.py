@@ -6,12 +6,14 @@ import base64
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from pydicom.uid import generate_uid
 
-from backend.archive.ingest import RESTART_INTERVAL
+from backend.archive.ingest import RESTART_INTERVAL, RecordingProcess
 
 from ..integration.helpers import wait_until
 from .peers import AE_TITLE, client, new_instance
@@ -167,3 +169,52 @@ def test_a_study_sent_over_several_associations_is_new_once(embedded_site):
         first.release()
         second.release()
     wait_until(lambda: queued(embedded_site) == 1 + sent, 5, lambda: f"{queued(embedded_site)}")
+
+
+def test_the_recording_process_says_when_it_is_ready(monkeypatch, settings, tmp_path):
+    settings.SETTINGS_MODULE = "backend.settings"
+    monkeypatch.setenv("LIGHTBOX_DATA_DIR", str(tmp_path))
+    recorder = RecordingProcess()
+    try:
+        assert recorder.wait_ready(60)  # Django set up, the recorder thread started
+    finally:
+        recorder.close()
+    assert recorder._process.returncode == 0
+
+
+def started_as(monkeypatch, code: str) -> RecordingProcess:
+    """A RecordingProcess whose child runs `code` instead."""
+
+    def start(self):
+        self._started = time.monotonic()
+        return subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+
+    monkeypatch.setattr(RecordingProcess, "_start", start)
+    return RecordingProcess()
+
+
+def test_waiting_for_a_recording_process_that_exits_ends_at_once(monkeypatch):
+    recorder = started_as(monkeypatch, "raise SystemExit(1)")
+    began = time.monotonic()
+    assert not recorder.wait_ready(30)
+    assert time.monotonic() - began < 10
+    recorder.close()
+
+
+def test_waiting_for_one_that_never_says_ready_ends_after_the_timeout(monkeypatch):
+    recorder = started_as(monkeypatch, "import sys; sys.stdin.read()")
+    began = time.monotonic()
+    assert not recorder.wait_ready(0.5)
+    assert time.monotonic() - began >= 0.5
+    recorder.close()  # its stdin closes: it ends
+    assert recorder._process.returncode == 0
+
+
+def test_the_receiver_is_listening_once_its_recording_process_is_ready(embedded_site):
+    receiver = embedded_site.start_receiver(**ONE_PROCESS)  # waits for "listening on"
+    child = recording_process(receiver)
+    # The child has set up and said so: its stdout now goes where its stderr does.
+    assert os.readlink(f"/proc/{child}/fd/1") == os.readlink(f"/proc/{child}/fd/2")
+    assert "was not ready" not in receiver.output()

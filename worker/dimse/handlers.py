@@ -101,6 +101,8 @@ class Services:
     move_destination: Callable[[str], Any] | None = None
     tracker: "Associations" = field(default_factory=lambda: Associations())
     close: Callable[[], None] = lambda: None  # flushes what receive() left to record
+    # Waits up to the given seconds until receive()'s recording is set up; False if not.
+    ready: Callable[[float], bool] = lambda timeout: True
     recent: "RecentStudies" = field(default_factory=lambda: RecentStudies())
 
 

@@ -225,6 +225,7 @@ def default_services() -> Services:
     return Services(
         receive=recorder.receive,
         close=recorder.close,
+        ready=recorder.wait_ready,
         authorize=authorize,
         audit=record,
         find=load_find,
@@ -359,6 +360,21 @@ class Receiver:
         return len(remaining)
 
 
+RECORDING_START_TIMEOUT = 60.0  # seconds
+
+
+def await_recording(services: Services) -> None:
+    """Say ready only once the recording process is: its start-up then does not compete
+    with the first transfer. Associations are accepted meanwhile (files are spooled
+    durably and wait in the recording process's input)."""
+    if not services.ready(RECORDING_START_TIMEOUT):
+        log.warning(
+            "the recording process was not ready after %s s; received files are spooled "
+            "and recorded once it is (or by the sweep)",
+            RECORDING_START_TIMEOUT,
+        )
+
+
 def run_until(stop: threading.Event, services: Services | None = None) -> int:
     """Serve until `stop` is set, with LIGHTBOX_DICOM_PROCESSES - 1 member processes;
     returns the number of associations aborted at the end (by this process)."""
@@ -369,6 +385,7 @@ def run_until(stop: threading.Event, services: Services | None = None) -> int:
     assert receiver.server is not None
     listening = cast(socket.socket, receiver.server.socket)
     started = members.Members(listening, load, load_fd, count) if load else None
+    await_recording(receiver.services)
     tls = " (TLS)" if settings.DICOM_TLS_CERT else ""
     processes = f", {count} processes" if count > 1 else ""
     log.info(
@@ -396,6 +413,7 @@ def run_member(stop: threading.Event, member: int, listening_fd: int, load_fd: i
     load = Load.attach(load_fd, member, settings.DICOM_MAX_ASSOCIATIONS)
     receiver = Receiver(load=load)
     receiver.start(listening=socket.socket(fileno=listening_fd))
+    await_recording(receiver.services)
     log.info("DICOM receiver process %d of %d ready", member + 1, load.members)
     while not stop.wait(0.5):
         if os.getppid() != parent:
