@@ -278,6 +278,12 @@ else:
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Celery's Django fixup closes every database connection before and after each task
+# unless this is set (and, with PostgreSQL's pool, the whole pool): a new connection per
+# task of a few files. It is set so high that the fixup never closes them; worker/celery.py
+# closes broken or old ones before each task instead, as Django does per request.
+CELERY_DB_REUSE_MAX = 1_000_000_000
+
 # Ingestion: decode limits guard workers against hostile files (see docs/operations.md).
 INGEST_MAX_PIXEL_BYTES = envint("LIGHTBOX_MAX_PIXEL_BYTES", str(1 << 30))
 INGEST_TASK_TIME_LIMIT = envint("LIGHTBOX_INGEST_TIME_LIMIT", "120")

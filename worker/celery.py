@@ -10,12 +10,13 @@ import resource
 
 import django
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import task_prerun, worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 django.setup()
 
 from django.conf import settings  # noqa: E402
+from django.db import close_old_connections  # noqa: E402
 
 app = Celery("lightbox")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -61,6 +62,13 @@ def limit_memory(**_kwargs) -> None:
     # kernel's OOM killer taking the whole machine's workers down.
     limit = settings.INGEST_WORKER_MEMORY_MB * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@task_prerun.connect
+def check_connections(**_kwargs) -> None:
+    """Before each task, what Django does before each request: close a connection that
+    failed or outlived CONN_MAX_AGE (settings.CELERY_DB_REUSE_MAX keeps the others)."""
+    close_old_connections()
 
 
 @worker_ready.connect
