@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from backend.archive.ingest import BackgroundRecorder
+from backend.archive import ingest
+from backend.archive.ingest import TASK_BATCH, BackgroundRecorder
 
 
 @pytest.fixture
@@ -54,3 +55,17 @@ def test_the_hold_runs_out_even_while_files_keep_arriving(recorder):
     time.sleep(0.25)
     arrive(recorder)
     assert recorder._sending_due()
+
+
+def test_held_files_are_sent_in_full_tasks(recorder, monkeypatch):
+    """Under load each recording batch holds a few files: what was held goes in tasks of
+    TASK_BATCH, in the order it arrived."""
+    sent: list[list[str]] = []
+    monkeypatch.setattr(ingest, "_send_batch", sent.append)
+    recorded = [[f"{n}-{k}" for k in range(size)] for n, size in enumerate((5, 3, 7, 2, 6, 1))]
+    for ids in recorded:
+        recorder._hold(ids)
+    recorder._send_held()
+    every = [i for ids in recorded for i in ids]  # 24
+    assert sent == [every[:TASK_BATCH], every[TASK_BATCH:]]
+    assert not recorder._held
