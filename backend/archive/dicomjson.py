@@ -18,7 +18,6 @@ header byte for byte, so an element whose value read_dicom reused from an earlie
 import base64
 import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +28,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.valuerep import AMBIGUOUS_VR, BYTES_VR, FLOAT_VR, INT_VR, VR, PersonName
 
-from backend.imaging.dicomfile import ParsedFile
+from backend.imaging.dicomfile import Bounded, ParsedFile
 
 BULK_THRESHOLD = 1024
 PIXEL_TAGS = {Tag(0x7FE00010), Tag(0x7FE00008), Tag(0x7FE00009)}
@@ -89,7 +88,7 @@ def metadata_json(ds: Dataset, parsed: ParsedFile) -> tuple[str, list[str]]:
                 text = _dumps({f"{tag:08X}": value})[1:-1]
                 # A BulkDataURI names the instance: not the same for another file.
                 if key is not None and "BulkDataURI" not in value:
-                    _TEXTS.keep(key, text)
+                    _TEXTS.put(key, text)
             parts.append(text)
     if parsed.has_pixel_data:
         parts.append(_dumps({"7FE00010": _pixel_json(ds, parsed)})[1:-1])
@@ -129,25 +128,8 @@ def _pixel_json(ds: Dataset, parsed: ParsedFile) -> dict[str, str]:
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-class _Texts:
-    """Elements' JSON text by the Conversions key of their value; the oldest goes first."""
-
-    def __init__(self, entries: int = 8192):
-        self.entries = entries
-        self._kept: dict[tuple, str] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> str | None:
-        return self._kept.get(key)
-
-    def keep(self, key: tuple, text: str) -> None:
-        with self._lock:
-            if len(self._kept) >= self.entries:
-                del self._kept[next(iter(self._kept))]
-            self._kept[key] = text
-
-
-_TEXTS = _Texts()
+# Elements' JSON text by the Conversions key of their value.
+_TEXTS = Bounded[str](8192)
 
 
 def _converted(dataset: Dataset, tag: int, elem: DataElement | RawDataElement) -> DataElement:

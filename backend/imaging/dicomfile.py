@@ -18,7 +18,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Generic, TypeVar
 
 import pydicom
 from pydicom import config
@@ -47,6 +47,9 @@ _PIXEL_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"UN"})
 # Converted values kept for reuse (see Conversions), and the longest value worth keeping.
 _REUSE_ENTRIES = 8192
 _REUSE_MAX_BYTES = 1024
+
+
+T = TypeVar("T")
 
 
 class InvalidDicom(Exception):
@@ -356,9 +359,7 @@ class Conversions:
     """
 
     def __init__(self, entries: int = _REUSE_ENTRIES):
-        self.entries = entries
-        self._kept: dict[tuple, dict[str, Any]] = {}  # key -> a DataElement's attributes
-        self._lock = threading.Lock()
+        self._kept = Bounded[dict[str, Any]](entries)  # key -> a DataElement's attributes
         self._default_hooks = (hooks.raw_element_vr, hooks.raw_element_value)
 
     def for_dataset(self, ds: pydicom.Dataset) -> _Reuse | None:
@@ -407,10 +408,28 @@ class Conversions:
         kept = DataElement(elem.tag, elem.VR, value, already_converted=True)
         if type(value) is MultiValue:
             kept._value = _copied(value)
+        self._kept.put(key, kept.__dict__)
+
+
+class Bounded(Generic[T]):
+    """At most `entries` values by key, the oldest dropped first; shared between threads."""
+
+    def __init__(self, entries: int):
+        self.entries = entries
+        self._values: dict[tuple, T] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, key: tuple) -> T | None:
+        return self._values.get(key)
+
+    def put(self, key: tuple, value: T) -> None:
         with self._lock:
-            if len(self._kept) >= self.entries:
-                del self._kept[next(iter(self._kept))]  # the oldest
-            self._kept[key] = kept.__dict__
+            if len(self._values) >= self.entries:
+                del self._values[next(iter(self._values))]  # the oldest
+            self._values[key] = value
 
 
 class _Reuse:
