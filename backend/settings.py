@@ -313,6 +313,10 @@ DICOM_PROCESSES = envint("LIGHTBOX_DICOM_PROCESSES", str(min(max(os.cpu_count() 
 # they pause, or after this long at most (0: at once); the first file of each new study at
 # once (ingest.BackgroundRecorder, dimse.handlers.RecentStudies).
 DICOM_INDEX_HOLD_MS = envint("LIGHTBOX_DICOM_INDEX_HOLD_MS", "2000")
+# How long no file may arrive before the senders count as paused. On a machine so loaded
+# that a sender stalls this long between files, held tasks go out early (no harm, but the
+# indexing then competes with the transfer): raise it there.
+DICOM_INDEX_QUIET_MS = envint("LIGHTBOX_DICOM_INDEX_QUIET_MS", "100")
 # Largest PDU we accept (bytes, PS3.8 §D.1 Maximum Length); 0 means no limit.
 DICOM_MAX_PDU = envint("LIGHTBOX_DICOM_MAX_PDU", str(4 << 20))
 # Seconds a peer may stay silent before its association is dropped (ARTIM/network timeout).
@@ -331,6 +335,7 @@ if (
     or not 0 < DICOM_PORT < 65536
     or not 1 <= DICOM_PROCESSES <= 64
     or not 0 <= DICOM_INDEX_HOLD_MS <= 10_000
+    or not 10 <= DICOM_INDEX_QUIET_MS <= 5_000
 ):
     raise ImproperlyConfigured(
         "LIGHTBOX_DICOM_MAX_ASSOCIATIONS, LIGHTBOX_DICOM_PORT, LIGHTBOX_DICOM_PROCESSES, "

@@ -131,7 +131,7 @@ class BackgroundRecorder:
     computed here, from the spooled file. If the process dies before a batch is recorded,
     the sweep finds those spooled files and records them ("recovered").
 
-    `hold` (seconds; 0: off): while files keep arriving (less than QUIET apart), their
+    `hold` (seconds; 0: off): while files keep arriving (less than `quiet` apart), their
     records are written as usual but their tasks are held, and sent together once the
     senders pause or the first held task has waited `hold`. On two cores, indexing beside
     a transfer slowed the receiver by a third, and the images were viewable no sooner for
@@ -141,10 +141,16 @@ class BackgroundRecorder:
     process dies) is sent again by the sweep, as any other: its record is committed.
     """
 
-    QUIET = 0.1  # seconds without an arrival after which held tasks are sent
+    QUIET = 0.1  # seconds without an arrival after which held tasks are sent (default)
 
-    def __init__(self, interval: float = 0.05, max_batch: int = 64, hold: float = 0.0):
-        self.interval, self.max_batch, self.hold = interval, max_batch, hold
+    def __init__(
+        self,
+        interval: float = 0.05,
+        max_batch: int = 64,
+        hold: float = 0.0,
+        quiet: float = QUIET,
+    ):
+        self.interval, self.max_batch, self.hold, self.quiet = interval, max_batch, hold, quiet
         self._waiting: SimpleQueue = SimpleQueue()
         self._stopped = threading.Event()
         self._held: list[list[str]] = []  # tasks' ids, sent in order
@@ -208,10 +214,10 @@ class BackgroundRecorder:
         return (
             self._urgent
             or self._stopped.is_set()
-            # Quiet: nothing arrived for QUIET, and nothing is waiting either. Recording
-            # a batch can take longer than QUIET on a busy machine; the files that came
+            # Quiet: nothing arrived for `quiet`, and nothing is waiting either. Recording
+            # a batch can take longer than that on a busy machine; the files that came
             # meanwhile wait in the queue, and the senders are not quiet.
-            or (now - self._last_arrival >= self.QUIET and self._waiting.empty())
+            or (now - self._last_arrival >= self.quiet and self._waiting.empty())
             or now - self._held_since >= self.hold
         )
 

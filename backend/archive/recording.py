@@ -33,7 +33,9 @@ def main() -> int:
 
     from backend.archive.ingest import BackgroundRecorder
 
-    recorder = BackgroundRecorder(hold=settings.DICOM_INDEX_HOLD_MS / 1000)
+    recorder = BackgroundRecorder(
+        hold=settings.DICOM_INDEX_HOLD_MS / 1000, quiet=settings.DICOM_INDEX_QUIET_MS / 1000
+    )
     announce_ready()
     try:
         for line in sys.stdin.buffer:

@@ -69,3 +69,14 @@ def test_held_files_are_sent_in_full_tasks(recorder, monkeypatch):
     every = [i for ids in recorded for i in ids]  # 24
     assert sent == [every[:TASK_BATCH], every[TASK_BATCH:]]
     assert not recorder._held
+
+
+def test_how_long_counts_as_a_pause_is_the_recorders_own(recorder):
+    recorder.quiet = 0.4  # LIGHTBOX_DICOM_INDEX_QUIET_MS
+    recorder._held, recorder._held_since = [["held"]], time.monotonic()
+    arrive(recorder)
+    recorder._take()
+    time.sleep(BackgroundRecorder.QUIET + 0.05)
+    assert not recorder._sending_due()  # the default would have let go by now
+    time.sleep(0.3)
+    assert recorder._sending_due()
