@@ -55,7 +55,8 @@ def instance_path(ds: Dataset) -> str:
 def dataset_to_json(ds: Dataset, parsed: ParsedFile) -> tuple[dict[str, Any], list[str]]:
     """The header as DICOM JSON, and warnings for elements left out because their value
     cannot be represented (e.g. an IS of '1A')."""
-    bulk = _bulk_handler(ds)
+    base = _text(instance_path(ds))
+    bulk = _bulk_handler(base)
     result: dict[str, Any] = {}
     dropped: list[str] = []
     # Values still to be converted (pixel data in an icon sequence) are read strictly, and an
@@ -65,14 +66,15 @@ def dataset_to_json(ds: Dataset, parsed: ParsedFile) -> tuple[dict[str, Any], li
             if tag not in PIXEL_TAGS and (value := _top_json(ds, tag, elem, bulk, dropped)):
                 result[f"{tag:08X}"] = value
     if parsed.has_pixel_data:
-        result["7FE00010"] = _pixel_json(ds, parsed)
+        result["7FE00010"] = _pixel_json(ds, parsed, base)
     return result, dropped
 
 
 def metadata_json(ds: Dataset, parsed: ParsedFile) -> tuple[str, list[str]]:
     """dataset_to_json's document as the text json.dumps(..., separators=(",", ":")) makes
     of it, and the same warnings."""
-    bulk = _bulk_handler(ds)
+    base = _text(instance_path(ds))
+    bulk = _bulk_handler(base)
     parts: list[str] = []
     dropped: list[str] = []
     with config.strict_reading():
@@ -91,12 +93,12 @@ def metadata_json(ds: Dataset, parsed: ParsedFile) -> tuple[str, list[str]]:
                     _TEXTS.put(key, text)
             parts.append(text)
     if parsed.has_pixel_data:
-        parts.append(_dumps({"7FE00010": _pixel_json(ds, parsed)})[1:-1])
+        parts.append(_dumps({"7FE00010": _pixel_json(ds, parsed, base)})[1:-1])
     return "{" + ",".join(parts) + "}", dropped
 
 
-def _bulk_handler(ds: Dataset) -> BulkHandler:
-    base = _text(instance_path(ds))
+def _bulk_handler(base: str) -> BulkHandler:
+    """URIs under `base`, the instance's path."""
 
     def bulk(element: DataElement, where: str) -> str:
         return f"{base}/bulkdata/{where}{element.tag:08X}"
@@ -117,11 +119,11 @@ def _top_json(
         return None
 
 
-def _pixel_json(ds: Dataset, parsed: ParsedFile) -> dict[str, str]:
+def _pixel_json(ds: Dataset, parsed: ParsedFile, base: str) -> dict[str, str]:
     words = parsed.pixel_data_offset is not None and int(ds.get("BitsAllocated", 8)) > 8
     return {
         "vr": "OW" if words else "OB",
-        "BulkDataURI": f"{_text(instance_path(ds))}/bulkdata/7FE00010",
+        "BulkDataURI": f"{base}/bulkdata/7FE00010",
     }
 
 
