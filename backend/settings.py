@@ -339,7 +339,8 @@ if (
 ):
     raise ImproperlyConfigured(
         "LIGHTBOX_DICOM_MAX_ASSOCIATIONS, LIGHTBOX_DICOM_PORT, LIGHTBOX_DICOM_PROCESSES, "
-        "LIGHTBOX_DICOM_INDEX_HOLD_MS: bad value"
+        "LIGHTBOX_DICOM_INDEX_HOLD_MS (0-10000), LIGHTBOX_DICOM_INDEX_QUIET_MS (10-5000): "
+        "bad value"
     )
 
 # DICOMweb (docs/dicomweb.md). QIDO results are always paged: a default and a maximum limit.

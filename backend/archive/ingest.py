@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 TASK_BATCH = 16
 RESTART_INTERVAL = 5.0  # seconds: RecordingProcess starts its child at most this often
+SENDERS_DONE = "senders done"  # the line (in JSON) that is not a file: senders_done()
 
 
 def receive(
@@ -173,6 +174,11 @@ class BackgroundRecorder:
         received = Received(detail, calling_ae=calling_ae.replace("\x00", ""))
         self._waiting.put((time.monotonic(), urgent, (received, record_id, size, source)))
 
+    def senders_done(self) -> None:
+        """No association is open any more: once the files enqueued so far are recorded,
+        send what is held, without waiting for the pause that would otherwise tell."""
+        self._waiting.put((time.monotonic(), True, None))
+
     def close(self, timeout: float = 10) -> None:
         """Record what is waiting, send what is held, then stop."""
         self._stopped.set()
@@ -185,13 +191,16 @@ class BackgroundRecorder:
                 self._record(batch)
             if self._held and self._sending_due():
                 self._send_held()
+            if not self._held:
+                self._urgent = False  # senders_done() with nothing held: nothing to send
         close_old_connections()
 
     def _take(self) -> list:
         """What arrives within `interval` of the first file (at most `max_batch`); files
         already waiting are taken whatever their age. An empty batch after `interval`
         lets _run send what is held, or stop. An urgent file ends the batch, so that its
-        task is sent with those held before it, but not with the files after it."""
+        task is sent with those held before it, but not with the files after it; so does
+        senders_done()'s mark, which is not a file."""
         batch: list[tuple] = []
         deadline = None
         while len(batch) < self.max_batch:
@@ -199,6 +208,9 @@ class BackgroundRecorder:
             try:
                 arrived, urgent, item = self._waiting.get(block=timeout > 0, timeout=timeout)
             except Empty:
+                break
+            if item is None:  # senders_done()
+                self._urgent = True
                 break
             if deadline is None:
                 deadline = arrived + self.interval
@@ -348,6 +360,14 @@ class RecordingProcess:
             except (OSError, ValueError):
                 # Durable in the spool all the same.
                 log.exception("cannot pass a received file on for recording; the sweep will")
+
+    def senders_done(self) -> None:
+        """No association is open any more (BackgroundRecorder.senders_done). Not worth
+        restarting a dead child for: the pause after the last file tells it too."""
+        with self._lock:
+            if not self._closed:
+                with contextlib.suppress(OSError, ValueError):
+                    self._write(json.dumps(SENDERS_DONE).encode() + b"\n")
 
     def _write(self, line: bytes) -> None:
         stdin = cast(BinaryIO, self._process.stdin)

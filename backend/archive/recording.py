@@ -4,7 +4,8 @@
 Says "ready" on stdout once set up, then reads one JSON line per file the receiver made
 durable in the spool (id, size, source, detail, calling AE, urgent) from stdin and records
 them in batches (ingest.BackgroundRecorder, which holds their indexing tasks for up to
-LIGHTBOX_DICOM_INDEX_HOLD_MS while senders are still sending).
+LIGHTBOX_DICOM_INDEX_HOLD_MS while senders are still sending). The line "senders done"
+(ingest.SENDERS_DONE) says the receiver has no association open: what is held goes then.
 Stop signals are the receiver's to act on: this process ends when its stdin closes, after
 recording everything it was given. A line it cannot read is logged and skipped (its file
 is still in the spool, for the sweep).
@@ -31,7 +32,7 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
-    from backend.archive.ingest import BackgroundRecorder
+    from backend.archive.ingest import SENDERS_DONE, BackgroundRecorder
 
     recorder = BackgroundRecorder(
         hold=settings.DICOM_INDEX_HOLD_MS / 1000, quiet=settings.DICOM_INDEX_QUIET_MS / 1000
@@ -40,7 +41,11 @@ def main() -> int:
     try:
         for line in sys.stdin.buffer:
             try:
-                record_id, size, source, detail, calling_ae, urgent = json.loads(line)
+                message = json.loads(line)
+                if message == SENDERS_DONE:
+                    recorder.senders_done()
+                    continue
+                record_id, size, source, detail, calling_ae, urgent = message
                 recorder.enqueue(
                     uuid.UUID(record_id),
                     int(size),

@@ -80,3 +80,40 @@ def test_how_long_counts_as_a_pause_is_the_recorders_own(recorder):
     assert not recorder._sending_due()  # the default would have let go by now
     time.sleep(0.3)
     assert recorder._sending_due()
+
+
+def test_senders_done_sends_what_is_held_once_what_came_before_is_recorded(recorder):
+    """The receiver says when its last association has ended (RecordingProcess.
+    senders_done): what is held goes then, without waiting for the pause."""
+    recorder.quiet = 5.0
+    recorder._held, recorder._held_since = [["held"]], time.monotonic()
+    arrive(recorder)
+    arrive(recorder)
+    recorder.senders_done()
+    arrive(recorder)  # the next association's first file, after the mark
+    assert len(recorder._take()) == 2  # the files before the mark, recorded first
+    assert recorder._sending_due()
+    recorder._urgent = False
+    assert len(recorder._take()) == 1
+    assert not recorder._urgent
+
+
+def test_senders_done_with_nothing_held_leaves_the_next_files_held(monkeypatch):
+    """With nothing held, the mark is forgotten: it must not send the next file's task."""
+    sent: list[list[str]] = []
+    monkeypatch.setattr(ingest, "_send_batch", sent.append)
+    monkeypatch.setattr(BackgroundRecorder, "_record", lambda self, batch: self._hold(["x"]))
+    recorder = BackgroundRecorder(interval=0.01, hold=5.0, quiet=5.0)
+    try:
+        recorder.senders_done()
+        time.sleep(0.1)  # the mark taken, nothing held
+        arrive(recorder)
+        time.sleep(0.2)
+        assert sent == []  # held: the senders have not paused for `quiet`
+        recorder.senders_done()
+        deadline = time.monotonic() + 5
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sent == [["x"]]
+    finally:
+        recorder.close()

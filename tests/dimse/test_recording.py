@@ -175,6 +175,45 @@ def test_a_study_sent_over_several_associations_is_new_once(embedded_site):
     wait_until(lambda: queued(embedded_site) == 1 + sent, 5, lambda: f"{queued(embedded_site)}")
 
 
+def test_held_tasks_go_when_the_last_association_ends(embedded_site):
+    """The receiver tells its recording process when no association is left open
+    (handlers.Services.senders_done): what it held goes then, not after the pause that
+    LIGHTBOX_DICOM_INDEX_QUIET_MS sets (here 5 s), nor after the hold (20 s). An
+    association still open keeps them held."""
+    embedded_site.start_receiver(
+        LIGHTBOX_DICOM_INDEX_HOLD_MS="10000", LIGHTBOX_DICOM_INDEX_QUIET_MS="5000", **ONE_PROCESS
+    )
+    study = generate_uid()
+
+    def instance():
+        ds = new_instance()
+        ds.StudyInstanceUID = study
+        return ds
+
+    first, second = (
+        client().associate("127.0.0.1", embedded_site.port, ae_title=AE_TITLE) for _ in range(2)
+    )
+    try:
+        assert first.is_established and second.is_established
+        assert first.send_c_store(instance()).Status == 0x0000  # a new study: at once
+        wait_until(lambda: queued(embedded_site) == 1, 5, lambda: f"{queued(embedded_site)}")
+        for _ in range(5):
+            assert first.send_c_store(instance()).Status == 0x0000
+        last_file = time.monotonic()
+        embedded_site.wait_rows(RECORDS, 6)  # recorded...
+        first.release()
+        time.sleep(1)
+        assert queued(embedded_site) == 1  # ...and held: the second association is open
+        assert second.send_c_echo().Status == 0x0000
+    finally:
+        for assoc in (first, second):
+            if assoc.is_established:
+                assoc.release()
+    wait_until(lambda: queued(embedded_site) == 6, 5, lambda: f"{queued(embedded_site)}")
+    # Before the senders could count as paused (5 s without a file).
+    assert time.monotonic() - last_file < 4.5
+
+
 def test_the_recording_process_says_when_it_is_ready(monkeypatch, settings, tmp_path):
     settings.SETTINGS_MODULE = "backend.settings"
     monkeypatch.setenv("LIGHTBOX_DATA_DIR", str(tmp_path))

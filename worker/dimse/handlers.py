@@ -101,6 +101,9 @@ class Services:
     move_destination: Callable[[str], Any] | None = None
     tracker: "Associations" = field(default_factory=lambda: Associations())
     close: Callable[[], None] = lambda: None  # flushes what receive() left to record
+    # Called when an association ends and none is left open: the indexing held while
+    # files arrived can start at once (RecordingProcess.senders_done).
+    senders_done: Callable[[], None] = lambda: None
     # Waits up to the given seconds until receive()'s recording is set up; False if not.
     ready: Callable[[float], bool] = lambda timeout: True
     recent: "RecentStudies" = field(default_factory=lambda: RecentStudies())
@@ -169,6 +172,10 @@ class Associations:
     def end(self, assoc) -> AssociationState | None:
         with self._lock:
             return self._open.pop(id(assoc), None)
+
+    def none_open(self) -> bool:
+        with self._lock:
+            return not self._open
 
 
 def _who(assoc) -> tuple[str, str, str]:
@@ -255,6 +262,8 @@ def handle_aborted(event, services: Services) -> None:
 def _end_association(event, services: Services, how: str) -> None:
     state = services.tracker.end(event.assoc)
     try:
+        if services.tracker.none_open():
+            services.senders_done()
         if state is not None:
             _audit_association(state, services, how)
     finally:

@@ -225,6 +225,7 @@ def default_services() -> Services:
     return Services(
         receive=recorder.receive,
         close=recorder.close,
+        senders_done=recorder.senders_done,
         ready=recorder.wait_ready,
         authorize=authorize,
         audit=record,
