@@ -59,12 +59,14 @@ QUIET = 0.1
 BUSY_INTERVAL = 3.0
 
 
-def derive_series(series_id: int) -> bool:
-    """Bring a series' derived data up to date; returns False if it did not (yet) need to."""
+def derive_series(series_id: int, settled: bool = False) -> bool:
+    """Bring a series' derived data up to date; returns False if it did not (yet) need to.
+    `settled`: the caller knows no more is coming for now (indexing.derive_if_done), so
+    a series that just changed is derived without waiting for it to be quiet."""
     series = Series.objects.select_related("study").filter(pk=series_id).first()
     if series is None:
         return False
-    if _still_arriving(series):
+    if not settled and _still_arriving(series):
         # Keep the scheduled flag: arrivals meanwhile need no task of their own.
         queue.send(queue.DERIVE_SERIES, series_id, countdown=QUIET)
         return False

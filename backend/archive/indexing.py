@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -28,7 +29,7 @@ from django.utils import timezone
 from backend.imaging.dicomfile import InvalidDicom, Limits, ParsedFile, read_dicom
 from backend.imaging.pixels import PixelDataError, Pixels, decode_pixels
 
-from . import notify, queue
+from . import derive, notify, queue
 from .attributes import Extracted, extract
 from .dicomjson import metadata_json
 from .models import IngestRecord, Instance, Patient, Series, Study, StudySource
@@ -67,6 +68,7 @@ def index_received(record_id: uuid.UUID | str) -> str | None:
         get_spool().note_error(record.id, f"{type(exc).__name__}: {exc}")
         raise
     get_spool().remove(record.id)
+    derive_if_done([prepared.series_id])
     return state
 
 
@@ -95,6 +97,7 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
     # Which of these SOP Instance UIDs the archive holds already: one query for the batch.
     known = _existing_instances(str(parsed.dataset.SOPInstanceUID) for _, _, parsed in opened)
     ready: list[Prepared] = []
+    every: list[Prepared] = []
     for record, path, parsed in opened:
         uid = str(parsed.dataset.SOPInstanceUID)
         if any(p.extracted.instance["sop_instance_uid"] == uid for p in ready):
@@ -107,9 +110,11 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
         prepared = _attempt(record, step)
         if isinstance(prepared, Prepared):
             ready.append(prepared)
+            every.append(prepared)
         elif prepared is not None:
             outcomes[prepared] += 1
     outcomes.update(_commit_prepared(ready))
+    derive_if_done(p.series_id for p in every)
     return dict(outcomes)
 
 
@@ -153,6 +158,7 @@ class Prepared:
     # The folder of the object's new link until it is fsynced (_make_durable); the whole
     # batch's links are made durable together, before any outcome is committed.
     unsynced_dir: Path | None = None
+    series_id: int | None = None  # once committed by this worker
 
 
 def _prepare(record: IngestRecord) -> "Prepared | str":
@@ -351,6 +357,7 @@ def _commit_once(prepared: Prepared, existing_checked: bool) -> str:
         if study_created or series_created:
             notify.study_changed(study, series, "created" if study_created else "series")
         schedule_derivation(series.pk)
+    prepared.series_id = series.pk
     return final
 
 
@@ -414,7 +421,8 @@ def _commit_bulk(batch: list[Prepared]) -> list[str]:
             if group.get("created"):
                 notify.study_changed(group["study"], group["series"], group["created"])
             schedule_derivation(group["series"].pk)
-    for prepared in batch:
+    for prepared, instance in zip(batch, instances, strict=True):
+        prepared.series_id = instance.series_id
         get_spool().remove(prepared.record.id)
     return [State.STORED] * len(batch)
 
@@ -600,6 +608,30 @@ def _count(
             set(study.series.exclude(modality="").values_list("modality", flat=True))
         )
         Study.objects.filter(pk=study.pk).update(modalities_in_study="\\".join(modalities)[:255])
+
+
+def derive_if_done(series_ids: Iterable[int | None]) -> None:
+    """Derive these series now if nothing received lately is left to index.
+
+    Otherwise the task schedule_derivation() queued does it, once a series has had no
+    arrival for derive.QUIET: a tenth of a second or two after the burst's last commit,
+    which is what a study sent in a second or so waited for before it was viewable. With
+    nothing pending, no more is coming for now, so the burst's last task does it at once.
+    (Records pending for longer than LIGHTBOX_INGEST_STALE_SECONDS are failing ones the
+    sweep retries; they do not count.)
+    """
+    wanted = sorted({series_id for series_id in series_ids if series_id is not None})
+    if not wanted:
+        return
+    since = timezone.now() - timedelta(seconds=settings.INGEST_STALE_SECONDS)
+    if IngestRecord.objects.filter(state=State.PENDING, received_at__gte=since).exists():
+        return
+    for series_id in wanted:
+        try:
+            derive.derive_series(series_id, settled=True)
+        except Exception:
+            # The outcomes are committed; the queued task derives the series instead.
+            log.exception("deriving series %s failed; its queued task will retry", series_id)
 
 
 def schedule_derivation(series_id: int, delay: float = 0.1) -> None:

@@ -210,6 +210,48 @@ def test_it_indexes_a_batch_like_single_files(tasks, tmp_path):
     assert not list(get_spool().root.glob("*.dcm"))
 
 
+def test_the_last_task_of_a_burst_derives_its_series_itself(tasks, tmp_path):
+    """With nothing received lately left to index, the task that indexed the last files
+    derives their series at once (indexing.derive_if_done), instead of the derivation
+    queued at commit, which waits until the series has been quiet for a moment."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backend.archive import indexing, ingest, queue
+
+    paths = [
+        variant(
+            tmp_path, SOPInstanceUID="new-uid", InstanceNumber=n, ImagePositionPatient=[0, 0, n]
+        )
+        for n in (3, 1, 2)
+    ]
+
+    def received(some):
+        list(ingest.receive_many([(str(p), lambda p=p: open(p, "rb")) for p in some], source="cli"))
+        ((name, (ids,)),) = tasks.sent
+        assert name == queue.INGEST_BATCH
+        tasks.sent.clear()
+        return ids
+
+    first, last = received(paths[:2]), received(paths[2:])
+    indexing.index_batch(first)
+    series = Series.objects.get()
+    assert not series.is_derived  # the last file waits to be indexed
+    assert [name for name, _ in tasks.sent] == [queue.DERIVE_SERIES]  # queued, as before
+    tasks.sent.clear()
+
+    # A record pending for longer than LIGHTBOX_INGEST_STALE_SECONDS is one that keeps
+    # failing (the sweep retries it): it does not hold the derivation back.
+    stuck = received([variant(tmp_path, SOPInstanceUID="new-uid")])
+    IngestRecord.objects.filter(pk=stuck[0]).update(received_at=timezone.now() - timedelta(hours=1))
+    indexing.index_batch(last)
+    series.refresh_from_db()
+    assert series.is_derived  # before any queued task ran
+    ordered = series.instances.order_by("slice_index")
+    assert [i.instance_number for i in ordered] == [1, 2, 3]
+
+
 def test_it_falls_back_to_single_files_for_replacements_in_a_batch(tasks, tmp_path):
     from backend.archive import ingest
 
