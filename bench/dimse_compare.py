@@ -8,7 +8,8 @@ the same moments of the machine.
 
 A configuration is NAME=SETTINGS, SETTINGS being environment variables for Lightbox
 (KEY:VALUE, comma separated) and optionally `tree:PATH`, another checkout of Lightbox to
-run instead of this one (a `git worktree` of an earlier commit, say, with a .venv link):
+run instead of this one (a `git worktree` of an earlier commit, say, with a .venv link).
+Lightbox runs embedded, or with --services on PostgreSQL and Redis:
 
     .venv/bin/python bench/dimse_compare.py --runs 3 --associations 1,4 \\
         one=LIGHTBOX_DICOM_PROCESSES:1 two=LIGHTBOX_DICOM_PROCESSES:2
@@ -40,12 +41,14 @@ def parse(config: str) -> tuple[str, dict[str, str], Path]:
     return name, env, tree
 
 
-def run_with(files: list[Path], associations: int, env: dict[str, str], tree: Path) -> dict:
+def run_with(
+    files: list[Path], associations: int, env: dict[str, str], tree: Path, services: bool
+) -> dict:
     saved, repo = dict(os.environ), dimse.REPO
     os.environ.update(env)
     dimse.REPO = tree
     try:
-        return dimse.lightbox_run(files, associations, False)
+        return dimse.lightbox_run(files, associations, services)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -59,7 +62,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--associations", default="1,4")
     parser.add_argument("--no-orthanc", action="store_true")
+    parser.add_argument(
+        "--services",
+        action="store_true",
+        help="run Lightbox on PostgreSQL and Redis (as bench/dimse.py does), not embedded",
+    )
     args = parser.parse_args()
+    if args.services and not dimse.postgres_available():
+        sys.exit("--services: PostgreSQL and Redis do not answer on 127.0.0.1")
     if not args.source.is_dir():
         sys.exit(f"benchmark data not found: {args.source} (see ../shared/testdata/README.md)")
     files = sorted(p for p in args.source.rglob("*") if p.is_file())
@@ -71,7 +81,7 @@ def main() -> None:
         for associations in counts:
             for name, env, tree in configs:
                 dimse.settle()
-                result = run_with(files, associations, env, tree)
+                result = run_with(files, associations, env, tree, args.services)
                 results.setdefault((name, associations), []).append(result)
                 print(f"run {run + 1} {name:>12} x{associations}: {_text(result)}", flush=True)
             if orthanc:

@@ -18,6 +18,8 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
+from backend import heap  # noqa: E402
+
 app = Celery("lightbox")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
@@ -62,6 +64,12 @@ def limit_memory(**_kwargs) -> None:
     # kernel's OOM killer taking the whole machine's workers down.
     limit = settings.INGEST_WORKER_MEMORY_MB * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@worker_process_init.connect
+def freeze_start_up(**_kwargs) -> None:
+    """What the pool process inherited is kept out of the garbage collector's walks."""
+    heap.freeze_start_up()
 
 
 @task_prerun.connect

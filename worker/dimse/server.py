@@ -28,6 +28,7 @@ from pynetdicom import (
 )
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
+from backend import heap
 from backend.nodes.transport import LightboxAE, accepted
 
 from . import handlers, inline, members
@@ -387,6 +388,7 @@ def run_until(stop: threading.Event, services: Services | None = None) -> int:
     listening = cast(socket.socket, receiver.server.socket)
     started = members.Members(listening, load, load_fd, count) if load else None
     await_recording(receiver.services)
+    heap.freeze_start_up()
     tls = " (TLS)" if settings.DICOM_TLS_CERT else ""
     processes = f", {count} processes" if count > 1 else ""
     log.info(
@@ -415,6 +417,7 @@ def run_member(stop: threading.Event, member: int, listening_fd: int, load_fd: i
     receiver = Receiver(load=load)
     receiver.start(listening=socket.socket(fileno=listening_fd))
     await_recording(receiver.services)
+    heap.freeze_start_up()
     log.info("DICOM receiver process %d of %d ready", member + 1, load.members)
     while not stop.wait(0.5):
         if os.getppid() != parent:
