@@ -12,6 +12,7 @@ in the store and its IngestRecord keeps pointing at it.
 """
 
 import logging
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -34,7 +35,7 @@ from .attributes import Extracted, extract
 from .dicomjson import metadata_json
 from .models import IngestRecord, Instance, Patient, Series, Study, StudySource
 from .spool import get_spool
-from .storage import get_storage, sync_dirs
+from .storage import StorageError, get_storage, sync_dirs
 
 log = logging.getLogger(__name__)
 State = IngestRecord.State
@@ -175,7 +176,7 @@ def _open(record: IngestRecord) -> "tuple[Path, ParsedFile] | str":
     (quarantined: gone, unreadable, or too many attempts)."""
     spool = get_spool()
     path = spool.path(record.id)
-    if not path.exists():
+    if not path.exists() and not _restore_from_store(record, path):
         return _finish_without_file(record)
     attempt = spool.begin_attempt(record.id)
     record.attempts = attempt
@@ -198,6 +199,25 @@ def quarantine(record: IngestRecord, path, reason: str, **fields) -> str:
     _finish(record, State.QUARANTINED, reason=reason, object_key=key, **fields)
     get_spool().remove(record.id)
     return State.QUARANTINED
+
+
+def _restore_from_store(record: IngestRecord, path: Path) -> bool:
+    """Put a pending record's file back in the spool from the store, if it is there.
+
+    The object's link is durable before the outcome's commit, and the spooled copy is
+    removed after it. A power cut can keep that removal but lose the commit (SQLite with
+    synchronous=NORMAL makes a commit durable only at its next checkpoint), leaving the
+    record pending with its file only in the store: indexing it again from there loses
+    nothing. Content-addressed: the object under the record's checksum is its file."""
+    try:
+        stored = get_storage().path(f"objects/{record.sha256}")
+        os.link(stored, path)
+    except FileExistsError:
+        return True
+    except (StorageError, OSError):
+        return False
+    log.warning("%s: its spooled copy was gone; indexing it again from the store", record.id)
+    return True
 
 
 def _finish_without_file(record: IngestRecord) -> str:

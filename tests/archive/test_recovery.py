@@ -235,3 +235,39 @@ def test_it_does_not_duplicate_a_backlog_still_in_the_queue(tasks):
 
     assert sweep().requeued == 0
     assert tasks.sent == [(queue.INGEST_FILE, ("some-other-record",))]
+
+
+def test_a_lost_commit_whose_spooled_copy_was_removed_is_indexed_again_from_the_store(tasks):
+    """What a power cut can leave with SQLite (synchronous=NORMAL makes a commit durable
+    only at its next checkpoint): the outcome's commit lost, the removal of the spooled
+    copy that followed it kept. The object, linked durably before the commit, is indexed
+    again."""
+    from backend.archive import indexing
+    from backend.archive.models import Patient
+
+    record = receive_file(pydicom_file("CT_small.dcm"), tasks)
+    assert record.state == State.STORED
+    Study.objects.all().delete()  # the index as it was before the commit
+    Patient.objects.all().delete()
+    IngestRecord.objects.filter(pk=record.pk).update(state=State.PENDING, finished_at=None)
+    indexing._parents.clear()
+    assert not get_spool().path(record.id).exists()
+
+    assert indexing.index_received(record.id) == State.STORED
+    record.refresh_from_db()
+    assert (record.state, record.reason) == (State.STORED, "")
+    assert Instance.objects.get().sha256 == record.sha256
+    assert not get_spool().path(record.id).exists()
+
+
+def test_a_pending_record_whose_file_is_nowhere_is_quarantined_with_the_reason(tasks):
+    from backend.archive import indexing
+
+    record = ingest.receive_path(
+        pydicom_file("MR_small.dcm"),
+        source="cli",
+    )
+    os.unlink(get_spool().path(record.id))
+    assert indexing.index_received(record.id) == State.QUARANTINED
+    record.refresh_from_db()
+    assert "disappeared" in record.reason
