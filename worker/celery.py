@@ -17,6 +17,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
+from django.db.backends.signals import connection_created  # noqa: E402
 
 from backend import heap  # noqa: E402
 
@@ -64,6 +65,26 @@ def limit_memory(**_kwargs) -> None:
     # kernel's OOM killer taking the whole machine's workers down.
     limit = settings.INGEST_WORKER_MEMORY_MB * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@worker_process_init.connect
+def durable_commits(**_kwargs) -> None:
+    """SQLite commits in pool processes wait for the disk (synchronous=FULL).
+
+    The settings' synchronous=NORMAL makes a commit durable only at the next checkpoint:
+    a power cut can roll it back. That is fine for the records the receiver writes (their
+    spooled files stay until indexed), but a worker removes a spooled copy right after
+    committing its outcome, and both the record and the outcome could then be lost with
+    the copy gone. With FULL the commit's fsync of the write-ahead log comes first, and
+    it covers the records written before it too. PostgreSQL commits are durable already.
+    """
+    connection_created.connect(_synchronous_full)
+
+
+def _synchronous_full(sender, connection, **_kwargs) -> None:
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA synchronous=FULL")
 
 
 @worker_process_init.connect
