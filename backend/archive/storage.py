@@ -177,13 +177,14 @@ class FileSystemStorage:
         folder to sync_dirs() (one journal commit for a batch instead of one per file);
         None means there is nothing to sync.
         """
-        target = self._prepare(key)
+        target = self.path(key)
         try:
-            os.link(source, target)
+            _link(source, target)
         except FileExistsError:
             return None
         except OSError:
             # Another filesystem (or no hard links): fall back to a durable copy.
+            target.parent.mkdir(parents=True, exist_ok=True)
             with open(source, "rb") as f:
                 write_durably(target, iter(lambda: f.read(1 << 20), b""))
             return None
@@ -217,6 +218,18 @@ class FileSystemStorage:
 
     def delete(self, key: str) -> None:
         _unlink_quietly(self.path(key))
+
+
+def _link(source: Path, target: Path) -> None:
+    """os.link, making the target's folders when it is the first under its prefix (not
+    before every link: the two mkdir calls that fail with EEXIST cost more than it)."""
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        if not os.path.exists(source):
+            raise
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, target)
 
 
 def get_storage() -> FileSystemStorage:

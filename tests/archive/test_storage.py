@@ -1,6 +1,7 @@
 """FileSystemStorage: validated keys, sharded paths, atomic and durable writes."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -127,6 +128,42 @@ def test_it_adopts_a_file_as_a_hard_link(storage, tmp_path):
     storage.adopt(KEY, source)
     assert storage.read(KEY) == b"spooled bytes"
     assert os.path.samefile(storage.path(KEY), source)
+
+
+def test_adopting_into_an_existing_folder_makes_no_folder(storage, tmp_path, monkeypatch):
+    first, second = tmp_path / "first.dcm", tmp_path / "second.dcm"
+    first.write_bytes(b"first")
+    second.write_bytes(b"second")
+    storage.adopt(KEY, first)  # makes objects/ab/cd
+    made = []
+    real = Path.mkdir
+    monkeypatch.setattr(
+        Path, "mkdir", lambda self, *a, **k: made.append(self) or real(self, *a, **k)
+    )
+    other = KEY[:-1] + ("0" if KEY[-1] != "0" else "1")  # same folder
+    storage.adopt(other, second)
+    assert made == []
+    assert storage.read(other) == b"second"
+
+
+def test_adopting_a_missing_file_fails(storage, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        storage.adopt(KEY, tmp_path / "gone.dcm")
+    assert not storage.exists(KEY)
+
+
+def test_adopting_across_filesystems_copies(storage, tmp_path, monkeypatch):
+    import errno
+
+    def cross_device(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    source = tmp_path / "spooled.dcm"
+    source.write_bytes(b"spooled bytes")
+    storage.adopt(KEY, source)  # into a folder that does not exist yet
+    assert storage.read(KEY) == b"spooled bytes"
+    assert not os.path.samefile(storage.path(KEY), source)
 
 
 def test_it_keeps_an_existing_target_when_adopting(storage, tmp_path):
