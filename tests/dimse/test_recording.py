@@ -145,11 +145,8 @@ def test_tasks_held_while_files_keep_arriving_a_new_study_at_once(embedded_site)
     assert "Traceback" not in receiver.output()
 
 
-def test_a_study_sent_over_several_associations_is_new_once(embedded_site):
-    """The first file of a study is queued at once once per receiver process, not once per
-    association (handlers.RecentStudies): a second association sending the same study
-    while the first is open leaves its files held like the rest."""
-    embedded_site.start_receiver(LIGHTBOX_DICOM_INDEX_HOLD_MS="3000", **ONE_PROCESS, **QUIET)
+def instances_of_one_study():
+    """A maker of new instances, all of one new study."""
     study = generate_uid()
 
     def instance():
@@ -157,9 +154,20 @@ def test_a_study_sent_over_several_associations_is_new_once(embedded_site):
         ds.StudyInstanceUID = study
         return ds
 
-    first, second = (
-        client().associate("127.0.0.1", embedded_site.port, ae_title=AE_TITLE) for _ in range(2)
-    )
+    return instance
+
+
+def two_associations(port: int) -> tuple:
+    return tuple(client().associate("127.0.0.1", port, ae_title=AE_TITLE) for _ in range(2))
+
+
+def test_a_study_sent_over_several_associations_is_new_once(embedded_site):
+    """The first file of a study is queued at once once per receiver process, not once per
+    association (handlers.RecentStudies): a second association sending the same study
+    while the first is open leaves its files held like the rest."""
+    embedded_site.start_receiver(LIGHTBOX_DICOM_INDEX_HOLD_MS="3000", **ONE_PROCESS, **QUIET)
+    instance = instances_of_one_study()
+    first, second = two_associations(embedded_site.port)
     try:
         assert first.is_established and second.is_established
         assert first.send_c_store(instance()).Status == 0x0000  # a new study: at once
@@ -178,21 +186,13 @@ def test_a_study_sent_over_several_associations_is_new_once(embedded_site):
 def test_held_tasks_go_when_the_last_association_ends(embedded_site):
     """The receiver tells its recording process when no association is left open
     (handlers.Services.senders_done): what it held goes then, not after the pause that
-    LIGHTBOX_DICOM_INDEX_QUIET_MS sets (here 5 s), nor after the hold (20 s). An
+    LIGHTBOX_DICOM_INDEX_QUIET_MS sets (here 5 s), nor after the hold (10 s). An
     association still open keeps them held."""
     embedded_site.start_receiver(
         LIGHTBOX_DICOM_INDEX_HOLD_MS="10000", LIGHTBOX_DICOM_INDEX_QUIET_MS="5000", **ONE_PROCESS
     )
-    study = generate_uid()
-
-    def instance():
-        ds = new_instance()
-        ds.StudyInstanceUID = study
-        return ds
-
-    first, second = (
-        client().associate("127.0.0.1", embedded_site.port, ae_title=AE_TITLE) for _ in range(2)
-    )
+    instance = instances_of_one_study()
+    first, second = two_associations(embedded_site.port)
     try:
         assert first.is_established and second.is_established
         assert first.send_c_store(instance()).Status == 0x0000  # a new study: at once
