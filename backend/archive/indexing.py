@@ -205,10 +205,11 @@ def _restore_from_store(record: IngestRecord, path: Path) -> bool:
     """Put a pending record's file back in the spool from the store, if it is there.
 
     The object's link is durable before the outcome's commit, and the spooled copy is
-    removed after it. A power cut can keep that removal but lose the commit (SQLite with
-    synchronous=NORMAL makes a commit durable only at its next checkpoint), leaving the
-    record pending with its file only in the store: indexing it again from there loses
-    nothing. Content-addressed: the object under the record's checksum is its file."""
+    removed after it. A database that lost that commit (restored from a backup taken
+    while the record was pending, or SQLite before its workers' commits waited for the
+    disk: worker/celery.py) has the record pending and the file only in the store:
+    indexing it again from there loses nothing. Content-addressed: the object under the
+    record's checksum is its file."""
     try:
         stored = get_storage().path(f"objects/{record.sha256}")
         os.link(stored, path)
