@@ -117,12 +117,9 @@ def test_tasks_held_while_files_keep_arriving_a_new_study_at_once(embedded_site)
             sent += 1  # back to back: well under QUIET apart
         return sent
 
-    def queued_soon(count: int) -> None:
-        wait_until(lambda: queued(embedded_site) == count, 5, lambda: f"{queued(embedded_site)}")
-
     try:
         assert assoc.send_c_store(first_study).Status == 0x0000  # a new study: at once
-        queued_soon(1)
+        queued_soon(embedded_site, 1)
 
         held = send_for(0.8)  # less than the hold, never pausing
         assert len(embedded_site.rows(RECORDS)) > 1  # recorded as they come...
@@ -140,9 +137,13 @@ def test_tasks_held_while_files_keep_arriving_a_new_study_at_once(embedded_site)
     finally:
         assoc.release()
 
-    queued_soon(1 + held + 1 + also_sent)  # the sender paused
+    queued_soon(embedded_site, 1 + held + 1 + also_sent)  # the sender paused
     embedded_site.wait_rows(RECORDS, 1 + held + 1 + also_sent)
     assert "Traceback" not in receiver.output()
+
+
+def queued_soon(site, count: int) -> None:
+    wait_until(lambda: queued(site) == count, 5, lambda: f"{queued(site)}")
 
 
 def instances_of_one_study():
@@ -171,7 +172,7 @@ def test_a_study_sent_over_several_associations_is_new_once(embedded_site):
     try:
         assert first.is_established and second.is_established
         assert first.send_c_store(instance()).Status == 0x0000  # a new study: at once
-        wait_until(lambda: queued(embedded_site) == 1, 5, lambda: f"{queued(embedded_site)}")
+        queued_soon(embedded_site, 1)
         sent, until = 0, time.monotonic() + 0.8
         while time.monotonic() < until:  # back to back, as in the test above
             assert second.send_c_store(instance()).Status == 0x0000
@@ -180,7 +181,7 @@ def test_a_study_sent_over_several_associations_is_new_once(embedded_site):
     finally:
         first.release()
         second.release()
-    wait_until(lambda: queued(embedded_site) == 1 + sent, 5, lambda: f"{queued(embedded_site)}")
+    queued_soon(embedded_site, 1 + sent)
 
 
 def test_held_tasks_go_when_the_last_association_ends(embedded_site):
@@ -196,7 +197,7 @@ def test_held_tasks_go_when_the_last_association_ends(embedded_site):
     try:
         assert first.is_established and second.is_established
         assert first.send_c_store(instance()).Status == 0x0000  # a new study: at once
-        wait_until(lambda: queued(embedded_site) == 1, 5, lambda: f"{queued(embedded_site)}")
+        queued_soon(embedded_site, 1)
         for _ in range(5):
             assert first.send_c_store(instance()).Status == 0x0000
         last_file = time.monotonic()
@@ -209,7 +210,7 @@ def test_held_tasks_go_when_the_last_association_ends(embedded_site):
         for assoc in (first, second):
             if assoc.is_established:
                 assoc.release()
-    wait_until(lambda: queued(embedded_site) == 6, 5, lambda: f"{queued(embedded_site)}")
+    queued_soon(embedded_site, 6)
     # Before the senders could count as paused (5 s without a file).
     assert time.monotonic() - last_file < 4.5
 
