@@ -17,8 +17,14 @@ def test_freezing_keeps_what_exists_out_of_the_collectors_walks():
         gc.unfreeze()
 
 
-def test_each_worker_pool_process_freezes_once_started():
+def test_each_worker_pool_process_freezes_once_started_and_warmed_up():
     import worker.celery
 
-    receivers = [ref() for _, ref in worker_process_init.receivers]
-    assert worker.celery.freeze_start_up in receivers
+    worker.celery.start_up_pool_processes()  # what worker_init runs in the worker
+    try:
+        receivers = [ref() for _, ref in worker_process_init.receivers]
+        warm_up = receivers.index(worker.celery.warm_up)
+        assert receivers.index(worker.celery.freeze_start_up) > warm_up
+    finally:
+        worker_process_init.disconnect(worker.celery.warm_up)
+        worker_process_init.disconnect(worker.celery.freeze_start_up)

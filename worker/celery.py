@@ -19,7 +19,7 @@ from django.conf import settings  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 from django.db.backends.signals import connection_created  # noqa: E402
 
-from backend import heap  # noqa: E402
+from backend import heap, warm  # noqa: E402
 
 app = Celery("lightbox")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -87,9 +87,29 @@ def _synchronous_full(sender, connection, **_kwargs) -> None:
             cursor.execute("PRAGMA synchronous=FULL")
 
 
-@worker_process_init.connect
+@worker_init.connect
+def start_up_pool_processes(**_kwargs) -> None:
+    """Have each pool process set up what its first task would need, then freeze it.
+
+    Connected now, not at import: Celery's Django fixup closes the database connections
+    a pool process starts with, in a worker_process_init receiver it connects during
+    worker_init, before this runs (its own receiver was connected when the app was made).
+    Receivers run in the order they were connected, so these run after it, and the
+    connection warm_up opens is kept; durable_commits, connected at import, gives it its
+    pragma."""
+    worker_process_init.connect(warm_up)
+    worker_process_init.connect(freeze_start_up)
+
+
+def warm_up(**_kwargs) -> None:
+    """Connect, and set up what indexing uses, now rather than in the first task
+    (backend/warm.py)."""
+    warm.indexer()
+
+
 def freeze_start_up(**_kwargs) -> None:
-    """What the pool process inherited is kept out of the garbage collector's walks."""
+    """What the pool process inherited, and warm_up made, is kept out of the garbage
+    collector's walks."""
     heap.freeze_start_up()
 
 

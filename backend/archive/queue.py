@@ -20,7 +20,20 @@ REMOTE_JOB = "lightbox.remote_job"
 def producer() -> Celery:
     app = Celery("lightbox", set_as_current=False)
     app.config_from_object("django.conf:settings", namespace="CELERY")
+    # Results are never kept (no result backend): the disabled backend holds no state, so
+    # one object can serve every sending thread, made once (warm_up) instead of per thread.
+    app.conf.result_backend_thread_safe = True
     return app
+
+
+def warm_up() -> None:
+    """Do what the first send() would besides sending: make the producer app, import what
+    Celery imports then, and connect to the broker (backend/warm.py)."""
+    app = producer()
+    app.backend  # noqa: B018  (properties that build and keep what send_task uses)
+    app.amqp.send_task_message  # noqa: B018
+    with app.producer_or_acquire() as task_producer:
+        task_producer.connection.ensure_connection(max_retries=0)
 
 
 def send(task_name: str, *args: object, countdown: float | None = None) -> None:

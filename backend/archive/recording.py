@@ -32,12 +32,13 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
-    from backend import heap
+    from backend import heap, warm
     from backend.archive.ingest import SENDERS_DONE, BackgroundRecorder
 
     recorder = BackgroundRecorder(
         hold=settings.DICOM_INDEX_HOLD_MS / 1000, quiet=settings.DICOM_INDEX_QUIET_MS / 1000
     )
+    warm.sender()
     heap.freeze_start_up()
     announce_ready()
     try:

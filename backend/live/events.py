@@ -65,6 +65,15 @@ def _validator(event_type: str):
     return jsonschema.Draft202012Validator(schema)
 
 
+def warm_up() -> None:
+    """Build every event type's validator, and the channel layer events are sent to, now
+    rather than for the first event."""
+    for event_type in SCHEMAS:
+        _validator(event_type)
+    if not uses_outbox():
+        get_channel_layer()
+
+
 def validate(event: dict[str, Any]) -> None:
     """Check an event against its declared schema (JSON Schema, Draft 2020-12)."""
     error = next(_validator(str(event.get("type", ""))).iter_errors(event), None)
