@@ -5,6 +5,7 @@ series' WADO-RS /metadata document, so that opening a series is reading prepared
 import gzip
 import hashlib
 import logging
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -19,18 +20,21 @@ from .storage import get_storage
 
 log = logging.getLogger(__name__)
 THUMBNAIL_SIZE = 128
-# What ordering and the thumbnail read of each instance. "series" too: the related manager
-# sets each instance's series from it, and a deferred series_id would cost a query per
-# instance.
+# What ordering reads of each instance, as plain values: model objects for a 275-slice
+# series took 19 ms of a 41 ms derivation, the last step before the series is viewable.
 _ORDER_FIELDS = (
     "pk",
-    "series",
-    "sop_instance_uid",
     "instance_number",
     "image_position_patient",
     "image_orientation_patient",
     "slice_index",
     "viewable",
+)
+# What the thumbnail reads, of the one instance it shows.
+_THUMBNAIL_FIELDS = (
+    "pk",
+    "viewable",
+    "not_viewable_reason",
     "number_of_frames",
     "rows",
     "columns",
@@ -43,8 +47,17 @@ _ORDER_FIELDS = (
     "rescale_intercept",
     "window_center",
     "window_width",
-    "not_viewable_reason",
 )
+
+
+@dataclass
+class _Slice:
+    pk: int
+    instance_number: int | None
+    image_position_patient: list | None
+    image_orientation_patient: list | None
+    slice_index: int | None
+    viewable: bool
 
 
 def series_key(series: Series, suffix: str) -> str:
@@ -78,8 +91,8 @@ def derive_series(series_id: int, settled: bool = False) -> bool:
     if series.is_derived:
         return False
     version = series.derive_requested
-    instances = list(series.instances.only(*_ORDER_FIELDS))
-    ordered = _apply_slice_order(instances)
+    slices = [_Slice(*row) for row in series.instances.values_list(*_ORDER_FIELDS)]
+    ordered = _apply_slice_order(slices)
     thumbnail_key = _write_thumbnail(series, ordered)
     metadata_key = _write_metadata(series, [i.pk for i in ordered])
     with transaction.atomic():
@@ -102,7 +115,7 @@ def _still_arriving(series: Series) -> bool:
     return recently_changed and recently_derived
 
 
-def _apply_slice_order(instances: list[Instance]) -> list[Instance]:
+def _apply_slice_order(instances: list[_Slice]) -> list[_Slice]:
     by_pk = {i.pk: i for i in instances}
     keys = slice_order(
         [
@@ -122,7 +135,7 @@ def _apply_slice_order(instances: list[Instance]) -> list[Instance]:
     return [by_pk[pk] for pk in keys]
 
 
-def _save_slice_indexes(changed: list[Instance]) -> None:
+def _save_slice_indexes(changed: list[_Slice]) -> None:
     """One prepared UPDATE run for every row: bulk_update's CASE WHEN with a branch per
     instance took half of a 275-slice derivation, which is the last step before a series
     is viewable."""
@@ -135,11 +148,14 @@ def _save_slice_indexes(changed: list[Instance]) -> None:
         )
 
 
-def _write_thumbnail(series: Series, ordered: list[Instance]) -> str:
+def _write_thumbnail(series: Series, ordered: list[_Slice]) -> str:
     viewable = [i for i in ordered if i.viewable]
     if not viewable:
         return ""
-    instance = viewable[len(viewable) // 2]
+    middle = viewable[len(viewable) // 2].pk
+    instance = Instance.objects.only(*_THUMBNAIL_FIELDS).filter(pk=middle).first()
+    if instance is None:  # deleted meanwhile: the next derivation makes one
+        return ""
     try:
         frame = frame_array(instance, instance.number_of_frames // 2)
         image = render(

@@ -159,6 +159,55 @@ def test_it_derives_order_thumbnail_and_metadata_per_series(tasks, tmp_path):
     assert "BulkDataURI" in metadata[0]["7FE00010"]
 
 
+def test_the_series_thumbnail_shows_its_middle_slice_in_order(tasks, tmp_path):
+    from backend.archive.derive import THUMBNAIL_SIZE, frame_layout
+    from backend.imaging.render import render
+
+    for z, number in [(30.0, 1), (10.0, 3), (20.0, 2)]:
+        receive_file(
+            variant(
+                tmp_path,
+                SOPInstanceUID="new-uid",
+                InstanceNumber=number,
+                ImagePositionPatient=[0, 0, z],
+                WindowCenter=z,
+                WindowWidth=100,
+            ),
+            tasks,
+        )
+    series = Series.objects.get()
+    middle = series.instances.get(slice_index=1)
+    expected = render(
+        frame_array(middle, 0),
+        frame_layout(middle),
+        rescale_slope=middle.rescale_slope or 1.0,
+        rescale_intercept=middle.rescale_intercept or 0.0,
+        window_center=middle.window_center[0],
+        window_width=middle.window_width[0],
+        max_size=THUMBNAIL_SIZE,
+        fmt="jpeg",
+        quality=85,
+    )
+    assert middle.image_position_patient[2] == 20.0
+    assert get_storage().read(series.thumbnail_key) == expected
+
+
+def test_a_thumbnail_whose_instance_is_gone_is_left_for_the_next_derivation(tasks):
+    from backend.archive import derive
+
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    series = Series.objects.get()
+    gone = derive._Slice(
+        pk=Instance.objects.get().pk + 1,
+        instance_number=1,
+        image_position_patient=None,
+        image_orientation_patient=None,
+        slice_index=0,
+        viewable=True,
+    )
+    assert derive._write_thumbnail(series, [gone]) == ""
+
+
 def test_it_publishes_study_changed_after_commit(tasks, settings):
     settings.REDIS_URL = ""  # embedded mode: events go through the outbox table
     receive_file(pydicom_file("CT_small.dcm"), tasks)
