@@ -1,7 +1,7 @@
 """Set-up a long-running process does at start-up rather than on its first file.
 
 Some of what the first file costs is paid once and reused by every later one: the
-database connection; the producer Celery app (queue.producer) with the modules Celery
+database connection or pool; the producer Celery app (queue.producer) with the modules Celery
 imports on its first send and the broker connection; the JSON Schema validators of the
 live events, with jsonschema and what it imports; Pillow's image plugins. On the machines
 of docs/performance.md that was 30–100 ms of CPU in each recording process and worker
@@ -18,19 +18,19 @@ log = logging.getLogger(__name__)
 
 
 def sender() -> None:
-    """What a process that records files and sends tasks needs (the recording process)."""
+    """What a process that records files and sends tasks needs: PostgreSQL's connection
+    pool, which the process's threads share (the recording process records in a thread
+    of its own), and the producer app with its broker connection."""
     from django.db import connection
 
     from backend.archive import queue
 
     pool = getattr(connection, "pool", None)  # PostgreSQL's: settings.DATABASES
-    try:
-        if pool is not None:
+    if pool is not None:
+        try:
             pool.open(wait=False)  # connects in the background, retrying if it must
-        else:
-            connection.ensure_connection()
-    except Exception as exc:
-        log.warning("database not reachable at start-up (%s); connecting on first use", exc)
+        except Exception as exc:
+            log.warning("database not reachable at start-up (%s); connecting on first use", exc)
     try:
         queue.warm_up()
     except Exception as exc:
@@ -38,11 +38,18 @@ def sender() -> None:
 
 
 def indexer() -> None:
-    """What indexing and deriving need besides (a worker pool process)."""
+    """What indexing and deriving need besides, in a worker pool process, whose tasks run
+    in the thread that calls this: its SQLite connection too."""
+    from django.db import connection
     from PIL import Image
 
     from backend.live import events
 
     sender()
+    if getattr(connection, "pool", None) is None:
+        try:
+            connection.ensure_connection()
+        except Exception as exc:
+            log.warning("database not reachable at start-up (%s); connecting on first use", exc)
     events.warm_up()
     Image.preinit()  # the plugins save() loads first: JPEG and PNG among them
