@@ -136,9 +136,11 @@ def test_it_quarantines_a_file_that_is_not_dicom(tasks, tmp_path):
     assert not Instance.objects.exists()
 
 
-def test_it_derives_order_thumbnail_and_metadata_per_series(tasks, tmp_path):
-    # Three slices of one series, received in scrambled order.
+def receive_scrambled_slices(tasks, tmp_path, **attributes) -> None:
+    """Three slices of one series (z = 10, 20, 30), received in scrambled order; each
+    value of `attributes` is a function of the slice's z."""
     for z, number in [(30.0, 1), (10.0, 3), (20.0, 2)]:
+        values = {name: value(z) for name, value in attributes.items()}
         receive_file(
             variant(
                 tmp_path,
@@ -146,9 +148,14 @@ def test_it_derives_order_thumbnail_and_metadata_per_series(tasks, tmp_path):
                 InstanceNumber=number,
                 ImagePositionPatient=[0, 0, z],
                 ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+                **values,
             ),
             tasks,
         )
+
+
+def test_it_derives_order_thumbnail_and_metadata_per_series(tasks, tmp_path):
+    receive_scrambled_slices(tasks, tmp_path)
     series = Series.objects.get()
     assert series.is_derived
     ordered = list(series.instances.order_by("slice_index"))
@@ -163,18 +170,7 @@ def test_the_series_thumbnail_shows_its_middle_slice_in_order(tasks, tmp_path):
     from backend.archive.derive import THUMBNAIL_SIZE, frame_layout
     from backend.imaging.render import render
 
-    for z, number in [(30.0, 1), (10.0, 3), (20.0, 2)]:
-        receive_file(
-            variant(
-                tmp_path,
-                SOPInstanceUID="new-uid",
-                InstanceNumber=number,
-                ImagePositionPatient=[0, 0, z],
-                WindowCenter=z,
-                WindowWidth=100,
-            ),
-            tasks,
-        )
+    receive_scrambled_slices(tasks, tmp_path, WindowCenter=lambda z: z, WindowWidth=lambda z: 100)
     series = Series.objects.get()
     middle = series.instances.get(slice_index=1)
     expected = render(
