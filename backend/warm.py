@@ -13,6 +13,7 @@ again on first use, as before.
 """
 
 import logging
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,8 @@ def sender() -> None:
 
     pool = getattr(connection, "pool", None)  # PostgreSQL's: settings.DATABASES
     if pool is not None:
-        try:
-            pool.open(wait=False)  # connects in the background, retrying if it must
-        except Exception as exc:
-            log.warning("database not reachable at start-up (%s); connecting on first use", exc)
-    try:
-        queue.warm_up()
-    except Exception as exc:
-        log.warning("broker not reachable at start-up (%s); connecting on first send", exc)
+        _unless_down("database", lambda: pool.open(wait=False))  # retries in the background
+    _unless_down("broker", queue.warm_up)
 
 
 def indexer() -> None:
@@ -47,9 +42,13 @@ def indexer() -> None:
 
     sender()
     if getattr(connection, "pool", None) is None:
-        try:
-            connection.ensure_connection()
-        except Exception as exc:
-            log.warning("database not reachable at start-up (%s); connecting on first use", exc)
+        _unless_down("database", connection.ensure_connection)
     events.warm_up()
     Image.preinit()  # the plugins save() loads first: JPEG and PNG among them
+
+
+def _unless_down(service: str, connect: Callable[[], object]) -> None:
+    try:
+        connect()
+    except Exception as exc:
+        log.warning("%s not reachable at start-up (%s); connecting on first use", service, exc)
