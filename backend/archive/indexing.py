@@ -413,7 +413,7 @@ def _commit_bulk(batch: list[Prepared]) -> list[str]:
         )
         batch = [p for p in batch if p.record.pk in pending]
         groups: dict[int, dict] = {}
-        rows = []
+        rows, series_ids = [], []
         for prepared in batch:
             study, study_created = _upsert_study(
                 prepared.extracted.study, prepared.extracted.patient
@@ -429,34 +429,103 @@ def _commit_bulk(batch: list[Prepared]) -> list[str]:
             )
             group["n"] += 1
             group["size"] += prepared.record.size
-            rows.append(Instance(**_instance_fields(prepared, series)))
-        instances = Instance.objects.bulk_create(rows)
+            series_ids.append(series.pk)
+            rows.append(_instance_fields(prepared, series))
+        instance_ids = _insert_instances(rows)
         for group in groups.values():
             created = group.get("created")
             _count(group["study"], group["series"], bool(created), group["n"], group["size"])
-        _finish_bulk(batch, instances)
-        note_sources(
-            (groups[i.series_id]["study"], p.record) for p, i in zip(batch, instances, strict=True)
-        )
+        _finish_bulk(batch, instance_ids)
+        note_sources((groups[i]["study"], p.record) for p, i in zip(batch, series_ids, strict=True))
         for group in groups.values():
             if group.get("created"):
                 notify.study_changed(group["study"], group["series"], group["created"])
             schedule_derivation(group["series"].pk)
-    for prepared, instance in zip(batch, instances, strict=True):
-        prepared.series_id = instance.series_id
+    for prepared, series_id in zip(batch, series_ids, strict=True):
+        prepared.series_id = series_id
         get_spool().remove(prepared.record.id)
     return [State.STORED] * len(batch)
 
 
-def _finish_bulk(batch: list[Prepared], instances: list[Instance]) -> None:
+def _finish_bulk(batch: list[Prepared], instance_ids: list[int]) -> None:
     now = timezone.now()
-    for prepared, instance in zip(batch, instances, strict=True):
+    for prepared, instance_id in zip(batch, instance_ids, strict=True):
         record = prepared.record
-        record.state, record.finished_at, record.instance = State.STORED, now, instance
+        record.state, record.finished_at, record.instance_id = State.STORED, now, instance_id
         record.object_key = prepared.object_key
-        record.sop_instance_uid = instance.sop_instance_uid
+        record.sop_instance_uid = prepared.extracted.instance["sop_instance_uid"]
         record.study_instance_uid = prepared.extracted.study["study_instance_uid"]
     _save_outcomes([p.record for p in batch])
+
+
+# Every column of an instance but its id, in one order: _insert_instances binds each row's
+# values as the ORM would, with a statement made once per row count. bulk_create built a
+# model object per row and compiled its statement each time (docs/performance.md).
+_INSERT_FIELDS = [f for f in Instance._meta.concrete_fields if not f.primary_key]
+_INSERT_COLUMNS = [cast(str, f.column) for f in _INSERT_FIELDS]
+_INSTANCE_PK = cast(str, cast(Field, Instance._meta.pk).column)
+_STAMPED = {
+    f for f in _INSERT_FIELDS if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+}
+_INSERT_SQL: dict[tuple[str, int], str] = {}  # (vendor, rows) -> statement
+_INSERT_ROWS = 64  # at most per statement: 64 x 45 values, far below either database's limit
+
+
+def _insert_instances(rows: list[dict]) -> list[int]:
+    """INSERT new instances (_instance_fields dicts, without unknown keys); returns their
+    ids, in order."""
+    if len(rows) > _INSERT_ROWS:
+        return _insert_instances(rows[:_INSERT_ROWS]) + _insert_instances(rows[_INSERT_ROWS:])
+    now = timezone.now()
+    params: list = []
+    for row in rows:
+        for field in _INSERT_FIELDS:
+            if field in _STAMPED:  # what the field's pre_save would set
+                value = now
+            elif field.name in row:
+                value = row[field.name]
+                if field.is_relation:
+                    value = value.pk
+            else:
+                value = field.get_default()
+            params.append(field.get_db_prep_save(value, connection))
+    if connection.vendor == "postgresql":
+        return _copy_instances(params, len(rows))
+    key = (connection.vendor, len(rows))
+    sql = _INSERT_SQL.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(map(quote, _INSERT_COLUMNS))
+        values = ", ".join(["(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"] * len(rows))
+        # Names from the model's metadata, values bound: nothing from a file is in the text.
+        table, pk = quote(Instance._meta.db_table), quote(_INSTANCE_PK)
+        sql = f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {pk}"  # noqa: S608
+        _INSERT_SQL[key] = sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _copy_instances(params: list, count: int) -> list[int]:
+    """PostgreSQL: the rows' ids from the sequence, then the rows by COPY. As one INSERT,
+    a task's 16 CT instances were some 80 kB of SQL for the server to parse, their values
+    quoted into it by psycopg in Python."""
+    table = connection.ops.quote_name(Instance._meta.db_table)
+    width = len(_INSERT_FIELDS)
+    columns = ", ".join(map(connection.ops.quote_name, [_INSTANCE_PK, *_INSERT_COLUMNS]))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [Instance._meta.db_table, _INSTANCE_PK, count],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        # Django's cursor has no COPY: psycopg's, with Django's error classes
+        # (IntegrityError makes _commit_prepared fall back to one file at a time).
+        with connection.wrap_database_errors:
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for i, instance_id in enumerate(ids):
+                    copy.write_row([instance_id, *params[i * width : (i + 1) * width]])
+    return ids
 
 
 # One prepared UPDATE run for every record: an update() per record compiled this same SQL

@@ -255,6 +255,74 @@ def test_it_indexes_a_batch_like_single_files(tasks, tmp_path):
     assert not list(get_spool().root.glob("*.dcm"))
 
 
+def test_a_batch_stores_every_column_as_the_orm_would(tasks):
+    """indexing._insert_instances (one statement per task; COPY on PostgreSQL) binds each
+    value as Instance.objects.create does: the rows read back the same."""
+    import datetime
+
+    from django.db import transaction
+
+    from backend.archive import indexing
+
+    created = receive_file(pydicom_file("CT_small.dcm"), tasks).instance
+    stamps = {"created_at", "updated_at"}
+    fields = {f.name: getattr(created, f.name) for f in indexing._INSERT_FIELDS}
+    fields.update(dict.fromkeys(stamps, datetime.datetime(2001, 1, 1, tzinfo=datetime.UTC)))
+    fields.update(
+        content_date=datetime.date(2026, 2, 28),
+        content_time=datetime.time(23, 59, 58, 123456),
+        window_center=[40.0, 400.5],
+        modality_lut={"first": -1024, "data": [0, 1, 2]},
+        voi_luts=[],
+        warnings=['O\'Brien said "no"', "tab\there", "back\\slash", "ünïcode 王"],
+        not_viewable_reason="",
+        pixel_min=None,
+        dicom_json='{"00080060": {"vr": "CS", "Value": ["CT"]}}',
+    )
+    rows = []
+    for uid in ("1.2.3.4.1", "1.2.3.4.2"):
+        rows.append({**fields, "sop_instance_uid": uid})
+    with transaction.atomic():
+        ids = indexing._insert_instances(rows)
+        orm = Instance.objects.create(**{**fields, "sop_instance_uid": "1.2.3.4.3"})
+
+    def columns(instance):
+        instance.refresh_from_db()
+        skip = {"id", "sop_instance_uid", "created_at", "updated_at"}
+        return {
+            f.name: getattr(instance, f.name) for f in Instance._meta.fields if f.name not in skip
+        }
+
+    inserted = [Instance.objects.get(pk=i) for i in ids]
+    assert [i.sop_instance_uid for i in inserted] == ["1.2.3.4.1", "1.2.3.4.2"]
+    assert columns(inserted[0]) == columns(inserted[1]) == columns(orm)
+    # Stamped now, whatever the row says, as the fields' pre_save does.
+    assert created.created_at < inserted[0].created_at == inserted[0].updated_at <= orm.created_at
+
+
+def test_a_batch_that_loses_a_race_falls_back_to_single_files(tasks, tmp_path, monkeypatch):
+    """Another worker indexed the same SOP Instance UID after the batch looked it up: the
+    batch's insert fails on the unique UID, rolls back, and each file is indexed alone."""
+    from backend.archive import indexing, ingest
+
+    receive_file(pydicom_file("CT_small.dcm"), tasks)
+    corrected = variant(tmp_path, SeriesDescription="corrected")
+    other = variant(tmp_path, SOPInstanceUID="new-uid")
+    monkeypatch.setattr(indexing, "_existing_instances", lambda uids: dict.fromkeys(uids))
+    opened = [(str(p), lambda p=p: open(p, "rb")) for p in (corrected, other)]
+    list(ingest.receive_many(opened, source="cli"))
+    tasks.run()
+
+    states = list(IngestRecord.objects.order_by("received_at").values_list("state", flat=True))
+    assert states == [State.STORED, State.REPLACED, State.STORED]
+    assert Instance.objects.count() == 2
+    assert Study.objects.get().number_of_instances == 2
+    replaced = IngestRecord.objects.order_by("received_at")[1]
+    assert (
+        Instance.objects.get(sop_instance_uid=replaced.sop_instance_uid).sha256 == replaced.sha256
+    )
+
+
 def test_the_last_task_of_a_burst_derives_its_series_itself(tasks, tmp_path):
     """With nothing received lately left to index, the task that indexed the last files
     derives their series at once (indexing.derive_if_done), instead of the derivation
