@@ -194,14 +194,18 @@ def _check_limits(image: _ImagePixel, limits: Limits) -> None:
 
 
 def _decode(parsed: ParsedFile, path: str | os.PathLike, image: _ImagePixel) -> Pixels:
-    ds = parsed.dataset.group_dataset(0x0028)
-    ds.file_meta = parsed.dataset.file_meta
-    if parsed.pixel_data_offset is not None:
-        _check_native_length(parsed, ds)
     if _servable_from_file(parsed, image):
+        # One greyscale sample of whole bytes per pixel: the length needs none of pydicom's
+        # rules (and no copy of the Image Pixel module to apply them to).
+        size = image.rows * image.columns * image.frames * image.bits_allocated // 8
+        _check_length(parsed, size)
         pixels = _native_pixels(parsed, path, image)
         if pixels is not None:
             return pixels
+    ds = parsed.dataset.group_dataset(0x0028)
+    ds.file_meta = parsed.dataset.file_meta
+    if parsed.pixel_data_offset is not None:
+        _check_length(parsed, get_expected_length(ds, "bytes"))
     tag = parsed.pixel_data_tag or 0x7FE00010
     ds[tag] = _load_pixel_element(parsed, path, tag)
     return _decoded_pixels(parsed, ds, image)
@@ -223,9 +227,8 @@ def _load_pixel_element(parsed: ParsedFile, path: str | os.PathLike, tag: int) -
     return elements[tag]
 
 
-def _check_native_length(parsed: ParsedFile, ds: pydicom.Dataset) -> None:
+def _check_length(parsed: ParsedFile, expected: int) -> None:
     """A native value shorter than Rows x Columns x frames x samples is unusable."""
-    expected = get_expected_length(ds, "bytes")
     present = parsed.pixel_data_length or 0
     if present < expected:
         raise PixelDataError(f"Pixel Data has {present} bytes, {expected} expected")

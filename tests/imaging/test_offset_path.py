@@ -75,3 +75,27 @@ def test_it_keeps_sign_extended_values_on_the_offset_path(tmp_path):
     assert pixels.offset is not None
     assert pixels.layout.dtype == "<i2"
     np.testing.assert_array_equal(frame_array(pixels, path, 0), ds.pixel_array)
+
+
+def test_the_length_served_files_need_is_pydicoms():
+    """_decode checks a servable file's Pixel Data length with its own product; for every
+    bundled file it serves, that is the length pydicom's rules give."""
+    from pydicom.data import get_testdata_files
+    from pydicom.pixels.utils import get_expected_length
+
+    from backend.imaging import pixels as module
+    from backend.imaging.dicomfile import InvalidDicom
+
+    served = 0
+    for name in get_testdata_files("*.dcm"):
+        try:
+            parsed = read_dicom(name)
+            image = module._image_pixel(parsed.dataset, parsed.pixel_data_tag)
+        except (InvalidDicom, module.PixelDataError):
+            continue
+        if not parsed.has_pixel_data or not module._servable_from_file(parsed, image):
+            continue
+        ours = image.rows * image.columns * image.frames * image.bits_allocated // 8
+        assert ours == get_expected_length(parsed.dataset, "bytes"), name
+        served += 1
+    assert served >= 5  # 8 with pydicom 3.0
