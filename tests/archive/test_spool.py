@@ -94,6 +94,22 @@ def test_it_cleans_only_old_temporaries(spool):
     assert not old.exists() and new.exists()
 
 
+def test_it_counts_attempts_and_keeps_the_last_error(spool):
+    record_id, _, _ = spool.receive(iter([b"DICM"]))
+    assert spool.attempt_started(record_id) is None
+    assert spool.begin_attempt(record_id) == 1
+    assert spool.attempt_started(record_id) is not None
+    spool.note_error(record_id, "ValueError: first")
+    assert spool.begin_attempt(record_id) == 2
+    assert spool.last_error(record_id) == "ValueError: first"
+    spool.note_error(record_id, "ValueError: second")
+    assert spool.begin_attempt(record_id) == 3
+    assert spool.last_error(record_id) == "ValueError: second"
+    spool.remove(record_id)
+    assert spool.attempt_started(record_id) is None
+    assert spool.begin_attempt(record_id) == 1
+
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 def test_it_counts_attempts_without_a_marker_on_a_full_disk(spool, monkeypatch, code):
     # Indexing is what empties a full spool: a marker it cannot write must not stop it
