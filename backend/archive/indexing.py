@@ -467,7 +467,7 @@ _INSTANCE_PK = cast(str, cast(Field, Instance._meta.pk).column)
 _STAMPED = {
     f for f in _INSERT_FIELDS if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
 }
-_INSERT_SQL: dict[tuple[str, int], str] = {}  # (vendor, rows) -> statement
+_INSERT_SQL: dict[int, str] = {}  # rows -> statement (SQLite; PostgreSQL gets COPY)
 _INSERT_ROWS = 64  # at most per statement: 64 x 45 values, far below either database's limit
 
 
@@ -491,8 +491,7 @@ def _insert_instances(rows: list[dict]) -> list[int]:
             params.append(field.get_db_prep_save(value, connection))
     if connection.vendor == "postgresql":
         return _copy_instances(params, len(rows))
-    key = (connection.vendor, len(rows))
-    sql = _INSERT_SQL.get(key)
+    sql = _INSERT_SQL.get(len(rows))
     if sql is None:
         quote = connection.ops.quote_name
         columns = ", ".join(map(quote, _INSERT_COLUMNS))
@@ -500,7 +499,7 @@ def _insert_instances(rows: list[dict]) -> list[int]:
         # Names from the model's metadata, values bound: nothing from a file is in the text.
         table, pk = quote(Instance._meta.db_table), quote(_INSTANCE_PK)
         sql = f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {pk}"  # noqa: S608
-        _INSERT_SQL[key] = sql
+        _INSERT_SQL[len(rows)] = sql
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
