@@ -16,20 +16,33 @@ import re
 import struct
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableSequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Generic, TypeVar
+from typing import Any, BinaryIO, Generic, TypeVar, cast
 
 import pydicom
-from pydicom import config
+from pydicom import config, filereader
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import (
+    DataElement,
+    RawDataElement,
+    convert_raw_data_element,
+    empty_value_for_VR,
+)
+from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.hooks import hooks
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
-from pydicom.valuerep import AMBIGUOUS_VR, VR, PersonName
+from pydicom.tag import BaseTag
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    PrivateTransferSyntaxes,
+)
+from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32, VR, PersonName
 
 # (7FE0,0008) Float Pixel Data, (7FE0,0009) Double Float Pixel Data, (7FE0,0010) Pixel Data.
 PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -141,15 +154,22 @@ def _read(
         if fp.read(4) != b"DICM":
             raise InvalidDicom("not a DICOM Part 10 file: no 'DICM' prefix after the preamble")
         fp.seek(0)
-        ds = pydicom.dcmread(fp, stop_before_pixels=True)
-        transfer_syntax_uid = _transfer_syntax(ds)
-        if transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
-            pixel = _deflated_pixel_element(path)
+        value_keys: dict[int, tuple] = {}
+        if (read := _read_little_endian(fp, limits, value_keys)) is not None:
+            ds, pixel = read
+            transfer_syntax_uid = _transfer_syntax(ds)
         else:
-            pixel = _pixel_element_at(fp, transfer_syntax_uid)
-            _check_trailing(fp, pixel, file_size)
+            fp.seek(0)
+            value_keys.clear()
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            transfer_syntax_uid = _transfer_syntax(ds)
+            if transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
+                pixel = _deflated_pixel_element(path)
+            else:
+                pixel = _pixel_element_at(fp, transfer_syntax_uid)
+                _check_trailing(fp, pixel, file_size)
     defects.extend(_check_parse_warnings(caught))
-    value_keys = _check_elements(ds, limits, defects, caught)
+    _check_elements(ds, limits, defects, caught, value_keys)
     defects.extend(_check_file_meta(ds))
     defects.extend(_check_uids(ds))
     if pixel is not None and pixel.length is not None and pixel.offset is not None:
@@ -170,6 +190,144 @@ def _read(
         pixel_element_offset=pixel.start if pixel else None,
         value_keys=value_keys,
     )
+
+
+# What _read_little_endian reads itself: the top level of a Little Endian data set, each
+# element whole within the file and of a defined length, in ascending order of tags.
+_IMPLICIT_HEADER = struct.Struct("<HHL")  # group, element, 32-bit length
+_EXPLICIT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
+_LENGTH_32 = struct.Struct("<L")
+_VR_CODES = {str(vr).encode(): str(vr) for vr in VR}  # as pydicom decodes a known VR
+_LONG_VRS = frozenset(EXPLICIT_VR_LENGTH_32)
+_NOT_PLAIN_SYNTAXES = frozenset(
+    {ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian, *PrivateTransferSyntaxes}
+)
+_READ_AHEAD = 1 << 16
+_CHARACTER_SET = 0x00080005
+# pydicom's reader of the File Meta Information (PS3.10 §7.1); private to it, hence looked
+# up rather than imported: without it every file goes through dcmread.
+_read_file_meta = getattr(filereader, "_read_file_meta_info", None)
+
+
+def _empty(vr: str | None) -> bytes | None:
+    """The value data_element_generator gives an element of length 0."""
+    return cast(bytes | None, empty_value_for_VR(vr, raw=True))
+
+
+def _read_little_endian(
+    fp: BinaryIO, limits: Limits, value_keys: dict[int, tuple]
+) -> tuple[FileDataset, _PixelElement | None] | None:
+    """What pydicom.dcmread(fp, stop_before_pixels=True) reads, and the Pixel Data
+    element, for a file whose data set is plain Little Endian (Implicit VR, Explicit VR,
+    or an encapsulated syntax); or None, leaving the file to dcmread.
+
+    dcmread reads an element at a time through a generator, and _check_elements then
+    looks each up among earlier files' conversions: together most of the cost of
+    indexing a slice. Here the top level is read from one buffer and a value converted
+    before (Conversions) goes straight into the data set (its key into `value_keys`);
+    the others stay raw elements, made as pydicom makes them, for _check_elements to
+    convert. Anything else (a command set, a VR pydicom would not know, an undefined
+    length, an element cut short or out of order, a data set that does not match its
+    syntax) is left to dcmread, whose handling and warnings the reader keeps.
+    """
+    if _read_file_meta is None:
+        return None
+    preamble = fp.read(128)
+    fp.read(4)  # "DICM": the caller checked it
+    file_meta = _read_file_meta(fp)
+    syntax = file_meta.get("TransferSyntaxUID")
+    if syntax is None or syntax in _NOT_PLAIN_SYNTAXES:
+        return None
+    implicit = syntax == ImplicitVRLittleEndian
+    start = fp.tell()
+    data = fp.read(_READ_AHEAD)
+    size = len(data)
+    # pydicom warns and reads the other way when the first element is not encoded as
+    # the syntax says (filereader._is_implicit_vr).
+    if size < 8 or (not (0x40 < data[4] < 0x5B and 0x40 < data[5] < 0x5B)) != implicit:
+        return None
+    entries: list[tuple[int, str | None, int, int]] = []  # tag, VR, length, value's offset
+    charset = None
+    pos, previous, pixel_at = 0, -1, None
+    while True:
+        if size - pos < 12 and (more := fp.read(_READ_AHEAD)):
+            data += more
+            size = len(data)
+        left = size - pos
+        if left == 0:
+            break  # the data set ends with the file
+        if left < 8:
+            return None
+        vr: str | None
+        if implicit:
+            group, element, length = _IMPLICIT_HEADER.unpack_from(data, pos)
+            vr, value_at = None, pos + 8
+        else:
+            group, element, code, length = _EXPLICIT_HEADER.unpack_from(data, pos)
+            vr, value_at = _VR_CODES.get(code), pos + 8
+            if vr is None:
+                return None
+            if vr in _LONG_VRS:
+                if left < 12:
+                    return None
+                (length,) = _LENGTH_32.unpack_from(data, pos + 8)
+                value_at = pos + 12
+        tag = group << 16 | element
+        if tag in PIXEL_DATA_TAGS:
+            pixel_at = pos
+            break
+        if tag <= previous or group in (0, 2, 0xFFFE) or length == _UNDEFINED_LENGTH:
+            return None
+        end = value_at + length
+        while end > size and (more := fp.read(max(end - size, size, _READ_AHEAD))):
+            data += more  # a long value: doubling, so a large header is read in few steps
+            size = len(data)
+        if end > size:
+            return None
+        entries.append((tag, vr, length, value_at))
+        if tag == _CHARACTER_SET:
+            charset = entries[-1]
+        if len(entries) > limits.max_header_elements:
+            raise InvalidDicom(f"more than {limits.max_header_elements} header elements")
+        previous, pos = tag, end
+
+    # The data set's character set, as filereader.read_dataset finds it.
+    encoding: str | MutableSequence[str] = default_encoding
+    if charset is not None:
+        tag, vr, length, at = charset
+        value = data[at : at + length] if length else _empty(vr)
+        raw = RawDataElement(BaseTag(tag), vr, length, value, start + at, implicit, True)
+        encoding = convert_encodings(convert_raw_data_element(raw).value)
+    reuse = _CONVERSIONS.for_encoding(encoding)
+    context = reuse.context if reuse is not None else None
+    # The elements as filereader.data_element_generator yields them, but for the values
+    # converted before. A reused element's tag is the very key it has in the data set, so
+    # _check_elements finds it among `value_keys` by identity.
+    elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    kept = _CONVERSIONS.kept
+    for tag, vr, length, at in entries:
+        value = data[at : at + length] if length else _empty(vr)
+        name = BaseTag(tag)
+        key = _value_key(tag, vr, value, length, True, context) if context else None
+        if key is not None and (elem := kept(name, start + at, key)) is not None:
+            elements[name] = elem
+            value_keys[name] = key
+        else:
+            elements[name] = RawDataElement(name, vr, length, value, start + at, implicit, True)
+    # As read_partial makes it (read_dataset's Dataset would only be copied from).
+    ds = FileDataset(fp, elements, preamble, file_meta, implicit, True)
+    ds.set_original_encoding(implicit, True, ds._character_set)
+    if reuse is not None:
+        # Conversions are reused under the character set _check_elements finds (the
+        # same, as read_partial sets it; should that change, read the file as before).
+        found = _CONVERSIONS.for_dataset(ds)
+        if found is None or found.context != reuse.context:
+            return None
+    pixel = None
+    if pixel_at is not None:
+        fp.seek(start + pixel_at)
+        pixel = _pixel_element_at(fp, str(syntax))
+    return ds, pixel
 
 
 def _transfer_syntax(ds: pydicom.Dataset) -> str:
@@ -253,15 +411,17 @@ def _check_elements(
     limits: Limits,
     defects: list[str],
     caught: list[warnings.WarningMessage],
-) -> dict[int, tuple]:
+    value_keys: dict[int, tuple],
+) -> None:
     """Convert every element value, iteratively, enforcing the element and depth limits.
 
     Sequences of defined length are only parsed by pydicom when first accessed, so walking
     breadth-first with an explicit stack lets us refuse deep nesting before parsing it.
-    Returns the top-level values' Conversions keys (ParsedFile.value_keys).
+    Adds the top-level values' Conversions keys to `value_keys` (ParsedFile.value_keys).
+    The values it has already (reused by _read_little_endian) are only counted: a value
+    converted before without a warning is no sequence, and not UN.
     """
-    count = 0
-    value_keys: dict[int, tuple] = {}
+    count = len(value_keys)
     un_with_known_vr: list[str] = []
     # The top level's values may be reused from earlier files (Conversions); a sequence
     # item's character set and private creators can differ from its parent's, so not
@@ -298,7 +458,6 @@ def _check_elements(
             f"{len(un_with_known_vr)} elements encoded as UN despite a known VR, "
             f"e.g. {un_with_known_vr[0]}"
         )
-    return value_keys
 
 
 def _elements(
@@ -315,8 +474,10 @@ def _elements(
     for tag, raw in list(dataset.items()):
         if tag in PIXEL_DATA_TAGS:
             continue
-        if isinstance(raw, DataElement):  # converted by dcmread already (Specific Character Set)
-            yield tag, raw.VR, raw
+        if isinstance(raw, DataElement):
+            if value_keys is not None and tag in value_keys:
+                continue  # reused by _read_little_endian (and counted)
+            yield tag, raw.VR, raw  # converted by dcmread already (Specific Character Set)
             continue
         if _is_short(raw):
             raise InvalidDicom(
@@ -363,13 +524,17 @@ class Conversions:
         self._default_hooks = (hooks.raw_element_vr, hooks.raw_element_value)
 
     def for_dataset(self, ds: pydicom.Dataset) -> _Reuse | None:
+        return self.for_encoding(ds.original_character_set or ds._character_set)
+
+    def for_encoding(self, encoding: str | MutableSequence[str]) -> _Reuse | None:
+        """The keys for a data set of this character set; None if values must not be
+        reused (pydicom's conversion changed by callbacks or hooks)."""
         if (
             config.data_element_callback is not None
             or hooks.raw_element_kwargs
             or (hooks.raw_element_vr, hooks.raw_element_value) != self._default_hooks
         ):
             return None
-        encoding = ds.original_character_set or ds._character_set
         return _Reuse(
             (
                 tuple(encoding) if isinstance(encoding, list) else encoding,
@@ -385,22 +550,29 @@ class Conversions:
     def reuse(
         self, dataset: pydicom.Dataset, raw: RawDataElement, key: tuple
     ) -> DataElement | None:
+        elem = self.kept(raw.tag, raw.value_tell, key)
+        if elem is not None:
+            # What Dataset.__getitem__ stores after converting: nothing else applies to a
+            # public, non-sequence element of a known VR.
+            dataset._dict[raw.tag] = elem
+        return elem
+
+    def kept(self, tag: BaseTag, file_tell: int | None, key: tuple) -> DataElement | None:
+        """The element converting the raw element of this key gives, if one was kept
+        (with the raw element's tag and value position)."""
         kept = self._kept.get(key)
         if kept is None:
             return None
         # The element DataElement(tag, VR, value, value_tell, already_converted=True)
         # would make: the kept one's attributes, without running __init__ per element.
         attributes = dict(kept)
-        attributes["tag"] = raw.tag
-        attributes["file_tell"] = raw.value_tell
+        attributes["tag"] = tag
+        attributes["file_tell"] = file_tell
         value = attributes["_value"]
         if type(value) is MultiValue:
             attributes["_value"] = _copied(value)
         elem = object.__new__(DataElement)
         elem.__dict__ = attributes
-        # What Dataset.__getitem__ stores after converting: nothing else applies to a
-        # public, non-sequence element of a known VR.
-        dataset._dict[raw.tag] = elem
         return elem
 
     def keep(self, key: tuple, elem: DataElement) -> None:
@@ -439,24 +611,33 @@ class _Reuse:
         self.context = context
 
     def key(self, raw: RawDataElement) -> tuple | None:
-        tag, value = raw.tag, raw.value
-        if (
-            tag >> 16 & 1  # private: its VR can depend on the private creator
-            or (len(value) > _REUSE_MAX_BYTES if value is not None else raw.length)
-            or raw.length == _UNDEFINED_LENGTH
-        ):
+        return _value_key(
+            raw.tag, raw.VR, raw.value, raw.length, raw.is_little_endian, self.context
+        )
+
+
+def _value_key(
+    tag: int, vr: str | None, value: bytes | None, length: int, little_endian: bool, context
+) -> tuple | None:
+    """The Conversions key of a raw element (as read: VR None in Implicit VR), or None if
+    its value is not to be reused."""
+    if (
+        tag >> 16 & 1  # private: its VR can depend on the private creator
+        or (len(value) > _REUSE_MAX_BYTES if value is not None else length)
+        or length == _UNDEFINED_LENGTH
+    ):
+        return None
+    found = vr
+    if found is None:  # Implicit VR: pydicom takes it from the dictionary
+        found = _dictionary_vr(int(tag))
+        if found is None or found in AMBIGUOUS_VR:
             return None
-        vr = raw.VR
-        if vr is None:  # Implicit VR: pydicom takes it from the dictionary
-            vr = _dictionary_vr(int(tag))
-            if vr is None or vr in AMBIGUOUS_VR:
-                return None
-        elif vr == VR.UN:
-            return None
-        if vr == VR.SQ:
-            return None
-        # The tag as an int: BaseTag compares in Python, an int in C.
-        return (int(tag), raw.VR, value, raw.is_little_endian, self.context)
+    elif found == VR.UN:
+        return None
+    if found == VR.SQ:
+        return None
+    # The tag as an int: BaseTag compares in Python, an int in C.
+    return (int(tag), vr, value, little_endian, context)
 
 
 @functools.lru_cache(maxsize=4096)
