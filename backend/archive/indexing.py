@@ -11,6 +11,8 @@ Policy for a different file under a SOPInstanceUID we already hold: the newest f
 in the store and its IngestRecord keeps pointing at it.
 """
 
+import functools
+import gc
 import logging
 import os
 import uuid
@@ -46,6 +48,30 @@ def limits() -> Limits:
     return Limits(max_pixel_bytes=settings.INGEST_MAX_PIXEL_BYTES)
 
 
+def _cycle_collector_paused(function):
+    """Run `function` with Python's cycle collector off (as it was before, after).
+
+    Indexing a file makes thousands of objects (a header's elements, its JSON, its
+    attributes) that live until the file is committed; the collector, triggered every 700
+    allocations, went through them again and again. Without it, parsing a CT slice and
+    making its JSON and attributes took 5-8 % less CPU (docs/performance.md). What
+    indexing frees it frees by reference counting; cycles it leaves wait for the next
+    collection, once the collector is on again."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        if not gc.isenabled():
+            return function(*args, **kwargs)
+        gc.disable()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return run
+
+
+@_cycle_collector_paused
 def index_received(record_id: uuid.UUID | str) -> str | None:
     """Index one spooled file; returns its final state, or None if it was already done.
 
@@ -73,6 +99,7 @@ def index_received(record_id: uuid.UUID | str) -> str | None:
     return state
 
 
+@_cycle_collector_paused
 def index_batch(record_ids: list[str]) -> dict[str, int]:
     """Index several spooled files (a bulk import) with one transaction for the new ones.
 

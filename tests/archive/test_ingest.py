@@ -323,6 +323,25 @@ def test_a_batch_that_loses_a_race_falls_back_to_single_files(tasks, tmp_path, m
     )
 
 
+def test_indexing_pauses_the_cycle_collector_and_turns_it_on_again(tasks, monkeypatch):
+    import gc
+
+    from backend.archive import indexing
+
+    seen = []
+
+    def look_up(uids):
+        seen.append(gc.isenabled())
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(indexing, "_existing_instances", look_up)
+    with pytest.raises(RuntimeError):
+        indexing.index_batch([])
+
+    assert seen == [False]
+    assert gc.isenabled()
+
+
 def test_the_last_task_of_a_burst_derives_its_series_itself(tasks, tmp_path):
     """With nothing received lately left to index, the task that indexed the last files
     derives their series at once (indexing.derive_if_done), instead of the derivation
