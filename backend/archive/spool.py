@@ -187,6 +187,15 @@ def size_in_id(record_id: uuid.UUID) -> int | None:
 
 
 def get_spool() -> Spool:
+    """The spool under the data directory. One object per directory: making one makes
+    its tmp folder, a system call that indexing made several times per file."""
     from django.conf import settings
 
-    return Spool(settings.DATA_DIR / "spool")
+    root = settings.DATA_DIR / "spool"
+    spool = _spools.get(root)
+    if spool is None:
+        spool = _spools.setdefault(root, Spool(root))
+    return spool
+
+
+_spools: dict[Path, Spool] = {}  # by root (tests change the data directory)

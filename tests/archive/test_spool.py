@@ -169,3 +169,17 @@ def test_a_whole_file_that_cannot_be_written_leaves_nothing(spool, monkeypatch):
     with pytest.raises(OSError):
         spool.receive_whole([b"w" * 10])
     assert list(spool.waiting()) == [] and list(spool.tmp.iterdir()) == []
+
+
+def test_there_is_one_spool_per_data_directory(tmp_path, settings):
+    from backend.archive.spool import get_spool
+
+    settings.DATA_DIR = tmp_path / "one"
+    first = get_spool()
+    settings.DATA_DIR = tmp_path / "two"
+    second = get_spool()
+
+    assert second is not first and second.root == tmp_path / "two" / "spool"
+    assert second.tmp.is_dir()
+    settings.DATA_DIR = tmp_path / "one"
+    assert get_spool() is first
