@@ -11,6 +11,7 @@ Imports no Django: this module is shared by the DICOM receiver, STOW-RS and the 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import struct
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Generic, TypeVar, cast
 
 import pydicom
-from pydicom import config, filereader
+from pydicom import config
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import (
@@ -30,7 +31,7 @@ from pydicom.dataelem import (
     convert_raw_data_element,
     empty_value_for_VR,
 )
-from pydicom.dataset import FileDataset
+from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.hooks import hooks
 from pydicom.multival import MultiValue
@@ -155,7 +156,7 @@ def _read(
             raise InvalidDicom("not a DICOM Part 10 file: no 'DICM' prefix after the preamble")
         fp.seek(0)
         value_keys: dict[int, tuple] = {}
-        if (read := _read_little_endian(fp, limits, value_keys)) is not None:
+        if (read := _read_little_endian(fp, limits, value_keys, caught)) is not None:
             ds, pixel = read
             transfer_syntax_uid = _transfer_syntax(ds)
         else:
@@ -192,8 +193,9 @@ def _read(
     )
 
 
-# What _read_little_endian reads itself: the top level of a Little Endian data set, each
-# element whole within the file and of a defined length, in ascending order of tags.
+# What _read_little_endian reads itself: File Meta Information, then the top level of a
+# Little Endian data set, each element whole within the file and of a defined length, in
+# ascending order of tags.
 _IMPLICIT_HEADER = struct.Struct("<HHL")  # group, element, 32-bit length
 _EXPLICIT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
 _LENGTH_32 = struct.Struct("<L")
@@ -204,9 +206,11 @@ _NOT_PLAIN_SYNTAXES = frozenset(
 )
 _READ_AHEAD = 1 << 16
 _CHARACTER_SET = 0x00080005
-# pydicom's reader of the File Meta Information (PS3.10 §7.1); private to it, hence looked
-# up rather than imported: without it every file goes through dcmread.
-_read_file_meta = getattr(filereader, "_read_file_meta_info", None)
+_PREAMBLE = 132  # bytes: the preamble and "DICM" (PS3.10 §7.1)
+_pydicom_log = logging.getLogger("pydicom")
+
+# An element as _scan finds it: tag, VR (None in Implicit VR), length, value's offset.
+_Entry = tuple[int, str | None, int, int]
 
 
 def _empty(vr: str | None) -> bytes | None:
@@ -215,7 +219,10 @@ def _empty(vr: str | None) -> bytes | None:
 
 
 def _read_little_endian(
-    fp: BinaryIO, limits: Limits, value_keys: dict[int, tuple]
+    fp: BinaryIO,
+    limits: Limits,
+    value_keys: dict[int, tuple],
+    caught: list[warnings.WarningMessage],
 ) -> tuple[FileDataset, _PixelElement | None] | None:
     """What pydicom.dcmread(fp, stop_before_pixels=True) reads, and the Pixel Data
     element, for a file whose data set is plain Little Endian (Implicit VR, Explicit VR,
@@ -223,38 +230,98 @@ def _read_little_endian(
 
     dcmread reads an element at a time through a generator, and _check_elements then
     looks each up among earlier files' conversions: together most of the cost of
-    indexing a slice. Here the top level is read from one buffer and a value converted
-    before (Conversions) goes straight into the data set (its key into `value_keys`);
-    the others stay raw elements, made as pydicom makes them, for _check_elements to
-    convert. Anything else (a command set, a VR pydicom would not know, an undefined
-    length, an element cut short or out of order, a data set that does not match its
-    syntax) is left to dcmread, whose handling and warnings the reader keeps.
+    indexing a slice. Here the File Meta Information and the data set's top level are
+    read from one buffer, and a value converted before (Conversions) goes straight into
+    its data set (its key into `value_keys` for the data set's); the others stay raw
+    elements, made as pydicom makes them, for _check_elements to convert. Anything else
+    (a command set, a VR pydicom would not know, an undefined length, an element cut
+    short or out of order, a data set or File Meta Information not encoded as it should
+    be) is left to dcmread, whose handling and warnings the reader keeps.
     """
-    if _read_file_meta is None:
-        return None
     preamble = fp.read(128)
     fp.read(4)  # "DICM": the caller checked it
-    file_meta = _read_file_meta(fp)
+    data = fp.read(_READ_AHEAD)
+    # The File Meta Information, as filereader._read_file_meta_info reads it: Explicit
+    # VR Little Endian (pydicom warns and reads it the other way if it is not).
+    if len(data) < 8 or not _explicit_at(data, 0):
+        return None
+    scanned = _scan(fp, data, 0, False, None, limits)
+    if scanned is None:
+        return None
+    meta_entries, data, start, _ = scanned
+    if not meta_entries:
+        return None
+    file_meta = _file_meta(meta_entries, data, caught)
+    if file_meta is None:
+        return None
     syntax = file_meta.get("TransferSyntaxUID")
     if syntax is None or syntax in _NOT_PLAIN_SYNTAXES:
         return None
     implicit = syntax == ImplicitVRLittleEndian
-    start = fp.tell()
-    data = fp.read(_READ_AHEAD)
-    size = len(data)
     # pydicom warns and reads the other way when the first element is not encoded as
     # the syntax says (filereader._is_implicit_vr).
-    if size < 8 or (not (0x40 < data[4] < 0x5B and 0x40 < data[5] < 0x5B)) != implicit:
+    if len(data) - start < 8 or _explicit_at(data, start) == implicit:
         return None
-    entries: list[tuple[int, str | None, int, int]] = []  # tag, VR, length, value's offset
-    charset = None
-    pos, previous, pixel_at = 0, -1, None
+    scanned = _scan(fp, data, start, implicit, -1, limits)
+    if scanned is None:
+        return None
+    entries, data, _, pixel_at = scanned
+
+    # The data set's character set, as filereader.read_dataset finds it.
+    encoding: str | MutableSequence[str] = default_encoding
+    charset = next((entry for entry in entries if entry[0] == _CHARACTER_SET), None)
+    if charset is not None:
+        raw = _raw(charset, data, implicit)
+        encoding = convert_encodings(convert_raw_data_element(raw).value)
+    reuse = _CONVERSIONS.for_encoding(encoding)
+    elements = _elements_of(entries, data, implicit, reuse, value_keys)
+    # As read_partial makes it (read_dataset's Dataset would only be copied from).
+    ds = FileDataset(fp, elements, preamble, file_meta, implicit, True)
+    before = len(caught)
+    ds.set_original_encoding(implicit, True, ds._character_set)
+    if reuse is not None:
+        # Conversions are reused under the character set _check_elements finds (the
+        # same, as read_partial sets it; should that change, read the file as before).
+        found = _CONVERSIONS.for_dataset(ds)
+        if found is None or found.context != reuse.context:
+            return None
+        if charset is not None and len(caught) == before:
+            # Converted by _character_set just now, without a warning: kept for the next.
+            _keep_converted(ds, charset, data, implicit, reuse, value_keys)
+    pixel = None
+    if pixel_at is not None:
+        fp.seek(_PREAMBLE + pixel_at)
+        pixel = _pixel_element_at(fp, str(syntax))
+    return ds, pixel
+
+
+def _explicit_at(data: bytes, pos: int) -> bool:
+    """Whether the element at `pos` looks Explicit VR (filereader._is_implicit_vr)."""
+    return 0x40 < data[pos + 4] < 0x5B and 0x40 < data[pos + 5] < 0x5B
+
+
+def _scan(
+    fp: BinaryIO, data: bytes, pos: int, implicit: bool, previous: int | None, limits: Limits
+) -> tuple[list[_Entry], bytes, int, int | None] | None:
+    """The elements from `pos` of `data` (the file from _PREAMBLE on; read further from
+    `fp` as needed): of the File Meta Information (previous=None), until the first
+    element of another group; or of the data set, until Pixel Data or the end of the
+    file. Returns the elements, the data read, where the scan stopped and where a Pixel
+    Data element starts (or None); None if the file is not plain (see
+    _read_little_endian)."""
+    meta = previous is None
+    last = -1 if previous is None else previous
+    entries: list[_Entry] = []
+    size = len(data)
+    pixel_at = None
     while True:
         if size - pos < 12 and (more := fp.read(_READ_AHEAD)):
             data += more
             size = len(data)
         left = size - pos
         if left == 0:
+            if meta:
+                return None  # no data set: dcmread's way
             break  # the data set ends with the file
         if left < 8:
             return None
@@ -264,6 +331,8 @@ def _read_little_endian(
             vr, value_at = None, pos + 8
         else:
             group, element, code, length = _EXPLICIT_HEADER.unpack_from(data, pos)
+            if meta and group != 2:
+                break
             vr, value_at = _VR_CODES.get(code), pos + 8
             if vr is None:
                 return None
@@ -273,10 +342,13 @@ def _read_little_endian(
                 (length,) = _LENGTH_32.unpack_from(data, pos + 8)
                 value_at = pos + 12
         tag = group << 16 | element
-        if tag in PIXEL_DATA_TAGS:
-            pixel_at = pos
-            break
-        if tag <= previous or group in (0, 2, 0xFFFE) or length == _UNDEFINED_LENGTH:
+        if not meta:
+            if tag in PIXEL_DATA_TAGS:
+                pixel_at = pos
+                break
+            if group in (0, 2):
+                return None
+        if tag <= last or group == 0xFFFE or length == _UNDEFINED_LENGTH:
             return None
         end = value_at + length
         while end > size and (more := fp.read(max(end - size, size, _READ_AHEAD))):
@@ -285,49 +357,111 @@ def _read_little_endian(
         if end > size:
             return None
         entries.append((tag, vr, length, value_at))
-        if tag == _CHARACTER_SET:
-            charset = entries[-1]
-        if len(entries) > limits.max_header_elements:
+        if not meta and len(entries) > limits.max_header_elements:
             raise InvalidDicom(f"more than {limits.max_header_elements} header elements")
-        previous, pos = tag, end
+        last, pos = tag, end
+    return entries, data, pos, pixel_at
 
-    # The data set's character set, as filereader.read_dataset finds it.
-    encoding: str | MutableSequence[str] = default_encoding
-    if charset is not None:
-        tag, vr, length, at = charset
-        value = data[at : at + length] if length else _empty(vr)
-        raw = RawDataElement(BaseTag(tag), vr, length, value, start + at, implicit, True)
-        encoding = convert_encodings(convert_raw_data_element(raw).value)
-    reuse = _CONVERSIONS.for_encoding(encoding)
-    context = reuse.context if reuse is not None else None
-    # The elements as filereader.data_element_generator yields them, but for the values
-    # converted before. A reused element's tag is the very key it has in the data set, so
-    # _check_elements finds it among `value_keys` by identity.
+
+def _raw(entry: _Entry, data: bytes, implicit: bool) -> RawDataElement:
+    """The element as filereader.data_element_generator yields it."""
+    tag, vr, length, at = entry
+    value = data[at : at + length] if length else _empty(vr)
+    return RawDataElement(BaseTag(tag), vr, length, value, _PREAMBLE + at, implicit, True)
+
+
+def _elements_of(
+    entries: list[_Entry],
+    data: bytes,
+    implicit: bool,
+    reuse: _Reuse | None,
+    value_keys: dict[int, tuple] | None,
+) -> dict[BaseTag, RawDataElement | DataElement]:
+    """A data set's elements: raw, but for the values converted before, whose keys go
+    into `value_keys`. A reused element's tag is the very key it has in the data set,
+    so _check_elements finds it among `value_keys` by identity."""
     elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    context = reuse.context if reuse is not None else None
     kept = _CONVERSIONS.kept
     for tag, vr, length, at in entries:
         value = data[at : at + length] if length else _empty(vr)
         name = BaseTag(tag)
         key = _value_key(tag, vr, value, length, True, context) if context else None
-        if key is not None and (elem := kept(name, start + at, key)) is not None:
+        if key is not None and (elem := kept(name, _PREAMBLE + at, key)) is not None:
             elements[name] = elem
-            value_keys[name] = key
+            if value_keys is not None:
+                value_keys[name] = key
         else:
-            elements[name] = RawDataElement(name, vr, length, value, start + at, implicit, True)
-    # As read_partial makes it (read_dataset's Dataset would only be copied from).
-    ds = FileDataset(fp, elements, preamble, file_meta, implicit, True)
-    ds.set_original_encoding(implicit, True, ds._character_set)
-    if reuse is not None:
-        # Conversions are reused under the character set _check_elements finds (the
-        # same, as read_partial sets it; should that change, read the file as before).
-        found = _CONVERSIONS.for_dataset(ds)
-        if found is None or found.context != reuse.context:
-            return None
-    pixel = None
-    if pixel_at is not None:
-        fp.seek(start + pixel_at)
-        pixel = _pixel_element_at(fp, str(syntax))
-    return ds, pixel
+            elements[name] = RawDataElement(name, vr, length, value, _PREAMBLE + at, implicit, True)
+    return elements
+
+
+def _file_meta(
+    entries: list[_Entry], data: bytes, caught: list[warnings.WarningMessage]
+) -> FileMetaDataset | None:
+    """The File Meta Information as filereader._read_file_meta_info makes it, with
+    values converted before reused; the others are converted now and kept, unless
+    converting one warns or fails (then it stays raw, for whatever reads it to convert
+    and warn as with dcmread). None if its first element does not convert."""
+    reuse = _CONVERSIONS.for_encoding(default_encoding)
+    file_meta = FileMetaDataset(_elements_of(entries, data, False, reuse, None))
+    file_meta.set_original_encoding(
+        is_implicit_vr=False, is_little_endian=True, character_encoding=default_encoding
+    )
+    first = entries[0][0]
+    for entry in entries:
+        raw = file_meta._dict[BaseTag(entry[0])]
+        if isinstance(raw, DataElement):
+            continue
+        # _read_file_meta_info converts the first element and the group length itself:
+        # their failures and warnings are the reading's. Others are converted only by
+        # whatever reads them later: if that fails or warns, leave it to them.
+        read_anyway = raw.tag in (first, 0x00020000)
+        before = len(caught)
+        try:
+            converted = file_meta[raw.tag]
+        except Exception:
+            if read_anyway:
+                return None  # dcmread's way: an error, or the first read again as Implicit VR
+            file_meta._dict[raw.tag] = raw
+            continue
+        if len(caught) != before:
+            if not read_anyway:
+                del caught[before:]
+                file_meta._dict[raw.tag] = raw
+            continue
+        key = reuse.key(raw) if reuse is not None else None
+        if key is not None:
+            _CONVERSIONS.keep(key, converted)
+    end = entries[-1][3] + entries[-1][2]
+    if 0x00020000 in file_meta._dict:  # as _read_file_meta_info checks it
+        declared = file_meta.FileMetaInformationGroupLength
+        actual = end - 12
+        if declared != actual:
+            _pydicom_log.info(
+                "_read_file_meta_info: (0002,0000) 'File Meta Information Group Length' "
+                f"value doesn't match the actual File Meta Information length "
+                f"({declared} vs {actual} bytes)"
+            )
+    return file_meta
+
+
+def _keep_converted(
+    ds: FileDataset,
+    entry: _Entry,
+    data: bytes,
+    implicit: bool,
+    reuse: _Reuse,
+    value_keys: dict[int, tuple],
+) -> None:
+    """Keep the conversion of an element that reading the data set converted (Specific
+    Character Set), as _check_elements keeps the others'."""
+    raw = _raw(entry, data, implicit)
+    elem = ds._dict.get(raw.tag)
+    key = reuse.key(raw)
+    if key is not None and isinstance(elem, DataElement) and raw.tag not in value_keys:
+        _CONVERSIONS.keep(key, elem)
+        value_keys[raw.tag] = key
 
 
 def _transfer_syntax(ds: pydicom.Dataset) -> str:

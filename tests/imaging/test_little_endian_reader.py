@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian, JPEGBaseline8Bit
@@ -34,8 +34,8 @@ def plain(monkeypatch) -> list[str]:
     read: list[str] = []
     reader = dicomfile._read_little_endian
 
-    def spy(fp, limits, value_keys):
-        result = reader(fp, limits, value_keys)
+    def spy(fp, limits, value_keys, caught):
+        result = reader(fp, limits, value_keys, caught)
         if result is not None:
             read.append(fp.name)
         return result
@@ -63,7 +63,11 @@ def everything(path: Path | str, limits: Limits = Limits()) -> Any:  # noqa: B00
             parsed.pixel_data_offset,
             parsed.pixel_data_length,
         ),
-        "value keys": {int(tag): key for tag, key in parsed.value_keys.items()},
+        # Specific Character Set's conversion is kept too when read plainly (dcmread's
+        # reading converts it before _check_elements sees it).
+        "value keys": {
+            int(tag): key for tag, key in parsed.value_keys.items() if tag != 0x00080005
+        },
         "encoding": (ds.original_encoding, ds.original_character_set, ds._character_set),
         "file": (ds.preamble, ds.filename, ds.fileobj_type, ds.timestamp, type(ds.buffer)),
         "attributes": sorted(ds.__dict__),
@@ -72,7 +76,7 @@ def everything(path: Path | str, limits: Limits = Limits()) -> Any:  # noqa: B00
 
 def by_dcmread(monkeypatch, path: Path | str, limits: Limits = Limits()) -> Any:  # noqa: B008
     with monkeypatch.context() as patch:
-        patch.setattr(dicomfile, "_read_little_endian", lambda fp, limits, value_keys: None)
+        patch.setattr(dicomfile, "_read_little_endian", lambda fp, limits, value_keys, caught: None)
         return everything(path, limits)
 
 
@@ -228,3 +232,18 @@ def test_a_sequence_of_defined_length_is_read_as_dcmread_reads_it(
 
     assert plain == [path]
     assert read == by_dcmread(monkeypatch, path)
+
+
+def test_a_file_meta_value_that_warns_is_left_for_its_reader(
+    conversions, plain, tmp_path, monkeypatch
+):
+    ds = minimal_dataset()
+    ds.file_meta.ImplementationVersionName = "A NAME FAR TOO LONG FOR SH"  # pydicom warns
+    path = save(ds, tmp_path / "meta.dcm")
+
+    left = read_dicom(path).dataset.file_meta._dict[0x00020013]
+    read = [everything(path) for _ in range(2)]
+
+    assert isinstance(left, RawDataElement)  # as dcmread leaves it, to warn when read
+    assert plain == [path, path, path]
+    assert read[0] == read[1] == by_dcmread(monkeypatch, path)
