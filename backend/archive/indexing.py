@@ -54,7 +54,7 @@ def _cycle_collector_paused(function):
     Indexing a file makes thousands of objects (a header's elements, its JSON, its
     attributes) that live until the file is committed; the collector, triggered every 700
     allocations, went through them again and again. Without it, parsing a CT slice and
-    making its JSON and attributes took 5-8 % less CPU (docs/performance.md). What
+    making its JSON and attributes took 4-8 % less CPU (docs/performance.md). What
     indexing frees it frees by reference counting; cycles it leaves wait for the next
     collection, once the collector is on again."""
 

@@ -245,7 +245,7 @@ def _read_little_endian(
     # VR Little Endian (pydicom warns and reads it the other way if it is not).
     if len(data) < 8 or not _explicit_at(data, 0):
         return None
-    scanned = _scan(fp, data, 0, False, None, limits)
+    scanned = _scan(fp, data, 0, False, True, limits)
     if scanned is None:
         return None
     meta_entries, data, start, _ = scanned
@@ -262,7 +262,7 @@ def _read_little_endian(
     # the syntax says (filereader._is_implicit_vr).
     if len(data) - start < 8 or _explicit_at(data, start) == implicit:
         return None
-    scanned = _scan(fp, data, start, implicit, -1, limits)
+    scanned = _scan(fp, data, start, implicit, False, limits)
     if scanned is None:
         return None
     entries, data, _, pixel_at = scanned
@@ -301,16 +301,14 @@ def _explicit_at(data: bytes, pos: int) -> bool:
 
 
 def _scan(
-    fp: BinaryIO, data: bytes, pos: int, implicit: bool, previous: int | None, limits: Limits
+    fp: BinaryIO, data: bytes, pos: int, implicit: bool, meta: bool, limits: Limits
 ) -> tuple[list[_Entry], bytes, int, int | None] | None:
     """The elements from `pos` of `data` (the file from _PREAMBLE on; read further from
-    `fp` as needed): of the File Meta Information (previous=None), until the first
-    element of another group; or of the data set, until Pixel Data or the end of the
-    file. Returns the elements, the data read, where the scan stopped and where a Pixel
-    Data element starts (or None); None if the file is not plain (see
-    _read_little_endian)."""
-    meta = previous is None
-    last = -1 if previous is None else previous
+    `fp` as needed): of the File Meta Information (`meta`), until the first element of
+    another group; or of the data set, until Pixel Data or the end of the file. Returns
+    the elements, the data read, where the scan stopped and where a Pixel Data element
+    starts (or None); None if the file is not plain (see _read_little_endian)."""
+    last = -1
     entries: list[_Entry] = []
     size = len(data)
     pixel_at = None
