@@ -269,10 +269,10 @@ def _read_little_endian(
 
     # The data set's character set, as filereader.read_dataset finds it.
     encoding: str | MutableSequence[str] = default_encoding
-    charset = next((entry for entry in entries if entry[0] == _CHARACTER_SET), None)
+    found_charset = next((entry for entry in entries if entry[0] == _CHARACTER_SET), None)
+    charset = _raw(found_charset, data, implicit) if found_charset is not None else None
     if charset is not None:
-        raw = _raw(charset, data, implicit)
-        encoding = convert_encodings(convert_raw_data_element(raw).value)
+        encoding = convert_encodings(convert_raw_data_element(charset).value)
     reuse = _CONVERSIONS.for_encoding(encoding)
     elements = _elements_of(entries, data, implicit, reuse, value_keys)
     # As read_partial makes it (read_dataset's Dataset would only be copied from).
@@ -287,7 +287,7 @@ def _read_little_endian(
             return None
         if charset is not None and len(caught) == before:
             # Converted by _character_set just now, without a warning: kept for the next.
-            _keep_converted(ds, charset, data, implicit, reuse, value_keys)
+            _keep_converted(ds, charset, reuse, value_keys)
     pixel = None
     if pixel_at is not None:
         fp.seek(_PREAMBLE + pixel_at)
@@ -445,16 +445,10 @@ def _file_meta(
 
 
 def _keep_converted(
-    ds: FileDataset,
-    entry: _Entry,
-    data: bytes,
-    implicit: bool,
-    reuse: _Reuse,
-    value_keys: dict[int, tuple],
+    ds: FileDataset, raw: RawDataElement, reuse: _Reuse, value_keys: dict[int, tuple]
 ) -> None:
     """Keep the conversion of an element that reading the data set converted (Specific
-    Character Set), as _check_elements keeps the others'."""
-    raw = _raw(entry, data, implicit)
+    Character Set, from `raw`), as _check_elements keeps the others'."""
     elem = ds._dict.get(raw.tag)
     key = reuse.key(raw)
     if key is not None and isinstance(elem, DataElement) and raw.tag not in value_keys:
