@@ -80,6 +80,24 @@ class WakingDUL(DULServiceProvider):
             with contextlib.suppress(OSError):
                 self._waker[0].recv(4096)
 
+    _requested = False  # an acceptor's: whether the peer's A-ASSOCIATE-RQ came
+
+    def _after_transition(self) -> None:
+        """An accepted connection that closed (or sent something other than an
+        A-ASSOCIATE-RQ, or whose ARTIM timer ran out) before the peer asked for an
+        association: pynetdicom's acceptor thread would go on waiting for the request for
+        the ACSE timeout (30 s), counted as an open association all that time. A health
+        check's bare connect-and-close, or a scan of the port, held one of the receiver's
+        associations for half a minute, and the receiver processes shared new connections
+        unevenly meanwhile (members.Load). Wake it at once: an empty item is what its wait
+        returns when it times out, and it ends as it does then."""
+        state = self.state_machine.current_state
+        if state == "Sta3":  # A-ASSOCIATE-RQ received, the acceptor's thread answers it
+            self._requested = True
+        elif state == "Sta1" and not self._requested and self.assoc.is_acceptor:
+            self._requested = True  # once
+            self.to_user_queue.put(None)  # type: ignore[arg-type]
+
     def run(self) -> None:
         # The thread's target is the stock loop, bound by pynetdicom when the DUL was made
         # (before its class was switched): run this class's loop instead.
@@ -141,6 +159,7 @@ class WakingDUL(DULServiceProvider):
                 continue
 
             self.state_machine.do_action(event)
+            self._after_transition()
             sleep = False
 
 

@@ -85,7 +85,7 @@ def test_the_association_limit_is_for_all_processes_together(embedded_site):
             and (a.release() or True)
         ),
         10,
-        "a new association is still refused after the others were released",
+        lambda: "a new association is still refused after the others were released",
     )
 
 
@@ -101,7 +101,9 @@ def test_a_member_that_dies_is_started_again_and_the_port_keeps_answering(embedd
         assert assoc.send_c_echo().Status == 0x0000
         assoc.release()
     receiver.wait_for_output("DICOM receiver process 2 exited (status -9); starting it again", 15)
-    wait_until(lambda: receiver.output().count("process 2 of 2 ready") == 2, 30, "not restarted")
+    wait_until(
+        lambda: receiver.output().count("process 2 of 2 ready") == 2, 30, lambda: "not restarted"
+    )
     assert members(receiver.popen.pid) not in ([], [member])
 
 
@@ -119,7 +121,7 @@ def test_members_stop_when_the_first_process_is_killed(embedded_site):
             return True
         return Path(f"/proc/{member}/stat").read_text().split(")")[1].split()[0] == "Z"
 
-    wait_until(gone, 15, "the member outlived the first process")
+    wait_until(gone, 15, lambda: "the member outlived the first process")
     assert "the first DICOM receiver process has gone: stopping" in receiver.output()
 
 
@@ -143,3 +145,52 @@ def test_sigterm_lets_every_process_finish_its_associations(embedded_site):
     assert receiver.popen.wait(timeout=10) == 0
     assert "DICOM receiver process 2 stopped (0 associations aborted)" in receiver.output()
     assert "DICOM receiver stopped (0 associations aborted)" in receiver.output()
+
+
+def bare_connection(port: int) -> None:
+    """What a health check or a port scan does: connect, then close without associating."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+
+
+@needs_dcmtk
+def test_a_connection_closed_before_associating_frees_its_slot_at_once(embedded_site):
+    # pynetdicom's acceptor waited for the A-ASSOCIATE request for the ACSE timeout
+    # (30 s) after the peer had gone, counted as an open association all that time.
+    receiver = embedded_site.start_receiver(
+        LIGHTBOX_DICOM_PROCESSES="1", LIGHTBOX_DICOM_MAX_ASSOCIATIONS="1"
+    )
+    for _ in range(3):
+        bare_connection(embedded_site.port)
+
+    wait_until(
+        lambda: dcmtk("echoscu", embedded_site.port).returncode == 0,
+        10,
+        lambda: "the bare connections still hold the only association slot",
+    )
+    started = time.monotonic()
+    receiver.popen.send_signal(signal.SIGTERM)
+    assert receiver.popen.wait(timeout=20) == 0
+    assert time.monotonic() - started < 10  # nothing left open for the grace period to wait on
+    assert "DICOM receiver stopped (0 associations aborted)" in receiver.output()
+
+
+def test_associations_are_spread_evenly_after_bare_connections(embedded_site):
+    receiver = start(embedded_site)
+    pids = [receiver.popen.pid, *members(receiver.popen.pid)]
+    bare_connection(embedded_site.port)  # taken by one process or the other
+    time.sleep(0.5)
+
+    opened = [
+        client().associate("127.0.0.1", embedded_site.port, ae_title=AE_TITLE) for _ in range(4)
+    ]
+    try:
+        assert all(assoc.is_established for assoc in opened)
+        held = connections(embedded_site.port, pids)
+    finally:
+        for assoc in opened:
+            assoc.release()
+
+    assert sorted(held.values()) == [2, 2], held
