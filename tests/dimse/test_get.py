@@ -109,4 +109,37 @@ def test_it_refuses_c_get_from_an_unregistered_ae(embedded_site, tmp_path):
 
     for output in (stranger.stderr, result.stderr):
         assert "0x0124" in output.lower() or "0x124" in output.lower(), output
+        assert_released(output)
     assert not list((tmp_path / "a").iterdir())
+
+
+def assert_released(getscu_output: str) -> None:
+    """The association ended with a clean release: no data set followed the final
+    response (an empty Failed SOP Instance UID List made getscu abort)."""
+    assert "Releasing Association" in getscu_output, getscu_output
+    assert "Release Failed" not in getscu_output, getscu_output
+    assert "Aborting Association" not in getscu_output, getscu_output
+
+
+def test_a_retrieve_refused_for_a_missing_key_ends_with_a_clean_release(embedded_site, tmp_path):
+    embedded_site.add_node("VIEWER", "127.0.0.1")
+    embedded_site.start_receiver()
+
+    result = dcmtk(
+        "getscu",
+        embedded_site.port,
+        "-aet",
+        "VIEWER",
+        "-S",
+        "-k",
+        "QueryRetrieveLevel=SERIES",
+        "-k",
+        "StudyInstanceUID=1.2.3",
+        "-k",
+        "SeriesInstanceUID=",
+        "-od",
+        str(tmp_path),
+    )
+
+    assert "Received C-GET Response (Failed: UnableToProcess)" in result.stderr, result.stderr
+    assert_released(result.stderr)

@@ -28,6 +28,8 @@ from pydicom.filereader import read_dataset, read_partial
 from pydicom.uid import UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 from pynetdicom import build_context, evt
+from pynetdicom.dimse_primitives import C_GET, C_MOVE
+from pynetdicom.dsutils import encode
 
 from backend.archive.retrieve import storage_contexts
 
@@ -630,6 +632,47 @@ class Retrieve:
 
     def on_established(self, event) -> None:
         self.store_assoc = event.assoc
+
+
+UNCOMPRESSED = ((True, True), (False, True), (False, False))  # (implicit VR, little endian)
+
+
+def _empty_failed_lists() -> frozenset[bytes]:
+    """A data set holding only an empty Failed SOP Instance UID List (0008,0058), as
+    pynetdicom encodes it in each uncompressed transfer syntax."""
+    empty = Dataset()
+    empty.FailedSOPInstanceUIDList = []
+    encodings = (encode(empty, implicit, little) for implicit, little in UNCOMPRESSED)
+    return frozenset(encoded for encoded in encodings if encoded is not None)
+
+
+_EMPTY_FAILED_LISTS = _empty_failed_lists()
+
+
+def omit_empty_failed_lists(assoc) -> None:
+    """Send a final C-GET or C-MOVE response without a data set when all it would hold
+    is an empty Failed SOP Instance UID List.
+
+    pynetdicom attaches that list to every Failure, Warning or Cancel response, even when
+    no sub-operation failed (a retrieve refused before any: not authorized, a key
+    missing). Empty, it names nothing; dcmtk's dcmqrscp sends no data set then. dcmtk's
+    getscu does not read one it did not expect: its P-DATA arrived during the A-RELEASE,
+    and getscu aborted the association after every refusal ("Association Release Failed:
+    DUL P-Data PDU arrived")."""
+    dimse = assoc.dimse
+    send = dimse.send_msg
+
+    def send_msg(primitive, context_id: int) -> None:
+        if (
+            isinstance(primitive, C_GET | C_MOVE)
+            and primitive.Status not in (None, PENDING, PENDING_OPTIONAL_KEYS_UNSUPPORTED)
+            and isinstance(primitive.Identifier, BytesIO)
+            and primitive.Identifier.getvalue() in _EMPTY_FAILED_LISTS
+        ):
+            primitive.Identifier = None
+        send(primitive, context_id)
+
+    dimse.send_msg = send_msg
 
 
 def handle_get(event, services: Services):

@@ -74,6 +74,7 @@ class Handler(RequestHandler):
         assoc = super()._create_association()
         accepted(assoc)
         inline.install(assoc)
+        handlers.omit_empty_failed_lists(assoc)
         load, run = self.server.load, assoc.run
 
         def run_counted() -> None:
