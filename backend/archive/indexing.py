@@ -117,9 +117,11 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
         record = records.get(record_id)
         if record is None or record.is_final:
             continue
-        result = _attempt(record, _open)
+        result = _attempt(record, partial(_open, in_batch=True))
         if isinstance(result, tuple):
             opened.append((record, *result))
+        elif result is _TRIED_BEFORE:
+            _index_alone(record)
         elif result is not None:
             outcomes[result] += 1
     # Which of these SOP Instance UIDs the archive holds already: one query for the batch.
@@ -144,6 +146,20 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
     outcomes.update(_commit_prepared(ready))
     derive_if_done(p.series_id for p in every)
     return dict(outcomes)
+
+
+def _index_alone(record: IngestRecord) -> None:
+    """A file of a batch that was tried before: index it in a task of its own.
+
+    A batch that a worker did not finish (killed by a hostile file, or out of time) comes
+    back whole, and every file in it had its attempt counted: retried together, the
+    files beside the one that kills the worker would reach LIGHTBOX_INGEST_MAX_ATTEMPTS
+    with it and be quarantined too. Alone, each is counted for what it does itself."""
+    try:
+        queue.send(queue.INGEST_FILE, str(record.id))
+    except Exception:
+        # Still pending with its file in the spool: the sweep queues it.
+        log.exception("could not queue %s on its own; the sweep will", record.id)
 
 
 def _attempt(record: IngestRecord, step):
@@ -198,14 +214,20 @@ def _prepare(record: IngestRecord) -> "Prepared | str":
     return _prepare_parsed(record, *opened)
 
 
-def _open(record: IngestRecord) -> "tuple[Path, ParsedFile] | str":
+_TRIED_BEFORE = "tried before"  # _open in a batch: a file whose attempts were counted before
+
+
+def _open(record: IngestRecord, in_batch: bool = False) -> "tuple[Path, ParsedFile] | str":
     """Count an attempt and parse the spooled file; or the final state it reached
-    (quarantined: gone, unreadable, or too many attempts)."""
+    (quarantined: gone, unreadable, or too many attempts). `in_batch`: a file tried
+    before is not opened, but _TRIED_BEFORE returned (see _index_alone)."""
     spool = get_spool()
     path = spool.path(record.id)
     if not path.exists() and not _restore_from_store(record, path):
         return _finish_without_file(record)
-    attempt = spool.begin_attempt(record.id)
+    attempt = spool.begin_attempt(record.id, first_only=in_batch)
+    if attempt is None:
+        return _TRIED_BEFORE
     record.attempts = attempt
     if attempt > settings.INGEST_MAX_ATTEMPTS:
         cause = spool.last_error(record.id) or "the worker was killed or ran out of time"

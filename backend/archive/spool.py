@@ -128,9 +128,12 @@ class Spool:
         except (FileNotFoundError, ValueError):
             return {"count": 0, "error": ""}
 
-    def begin_attempt(self, record_id: uuid.UUID) -> int:
-        """Count one more attempt at indexing a spooled file; returns its number (1-based)."""
+    def begin_attempt(self, record_id: uuid.UUID, first_only: bool = False) -> int | None:
+        """Count one more attempt at indexing a spooled file; returns its number (1-based).
+        With `first_only`, count it only if none was counted before, else return None."""
         state = self._read_attempts(record_id)
+        if first_only and state["count"]:
+            return None
         state["count"] += 1
         self._write_attempts(record_id, state)
         return state["count"]

@@ -271,3 +271,52 @@ def test_a_pending_record_whose_file_is_nowhere_is_quarantined_with_the_reason(t
     assert indexing.index_received(record.id) == State.QUARANTINED
     record.refresh_from_db()
     assert "disappeared" in record.reason
+
+
+def test_a_batch_a_worker_did_not_finish_is_retried_one_file_at_a_time(
+    tasks, settings, tmp_path, monkeypatch
+):
+    """A batch comes back whole when a file in it killed the worker; retried together,
+    the files beside that one would reach the attempt limit with it."""
+    from backend.archive import indexing
+
+    from .helpers import variant
+
+    settings.INGEST_MAX_ATTEMPTS = 2
+    paths = [variant(tmp_path, SOPInstanceUID="new-uid", InstanceNumber=n) for n in range(4)]
+    opened = [(str(p), lambda p=p: open(p, "rb")) for p in paths]
+    records = [r.record for r in ingest.receive_many(opened, source="cli")]
+    ((name, (batch,)),) = tasks.sent
+    assert name == queue.INGEST_BATCH
+    tasks.sent.clear()
+    killer = records[2]
+    real_prepare = indexing._prepare_parsed
+
+    def prepare(record, *args, **kwargs):
+        if record.pk == killer.pk:
+            raise SystemExit("killed")  # not caught per file: the task ends here
+        return real_prepare(record, *args, **kwargs)
+
+    monkeypatch.setattr(indexing, "_prepare_parsed", prepare)
+    with pytest.raises(SystemExit):
+        indexing.index_batch(batch)  # every file's attempt was counted
+    assert not tasks.sent
+
+    indexing.index_batch(batch)  # delivered again: each goes in a task of its own
+    assert tasks.sent == [(queue.INGEST_FILE, (str(r.pk),)) for r in records]
+    assert not Instance.objects.exists()
+    singles, tasks.sent = tasks.sent, []
+    for _, (record_id,) in singles:
+        if record_id == str(killer.pk):
+            with pytest.raises(SystemExit):
+                indexing.index_received(record_id)  # its second attempt
+        else:
+            indexing.index_received(record_id)
+    indexing.index_received(str(killer.pk))  # delivered again: over the limit
+
+    states = {r.pk: r.state for r in IngestRecord.objects.all()}
+    assert [states[r.pk] for r in records] == [State.STORED] * 2 + [State.QUARANTINED] + [
+        State.STORED
+    ]
+    assert Instance.objects.count() == 3
+    assert "gave up after 2 attempts" in IngestRecord.objects.get(pk=killer.pk).reason
