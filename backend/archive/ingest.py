@@ -27,7 +27,7 @@ from django.db import close_old_connections, transaction
 from . import queue
 from .db import relaxed_commit
 from .models import IngestRecord
-from .spool import get_spool
+from .spool import get_spool, size_in_id
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -240,12 +240,8 @@ class BackgroundRecorder:
 
     def _send_held(self) -> None:
         held, self._held, self._urgent = self._held, [], False
-        # In tasks of TASK_BATCH, whatever the batches they were recorded in: under load a
-        # recording batch holds a few files, and a worker indexes 16 in one task for less
-        # than in four.
         ids = [record_id for task in held for record_id in task]
-        for start in range(0, len(ids), TASK_BATCH):
-            task = ids[start : start + TASK_BATCH]
+        for task in held_tasks(ids):
             try:
                 _send_batch(task)
             except Exception:
@@ -269,6 +265,33 @@ class BackgroundRecorder:
                 # The files are durable in the spool; the sweep records them later.
                 log.exception("could not record %d received files; the sweep will", len(items))
                 close_old_connections()
+
+
+# What a recorder held goes in tasks of at most this many files and bytes. Bigger tasks
+# cost less per file (a task's transaction, folder syncs and queries: docs/performance.md),
+# and all of a task's files wait for its one commit; the bytes bound what one task may
+# have to decode within LIGHTBOX_INGEST_TIME_LIMIT.
+HELD_TASK_MAX = 128
+HELD_TASK_BYTES = 64 << 20
+
+
+def held_tasks(ids: list[str]) -> list[list[str]]:
+    """What a recorder held, in tasks, in the order it arrived, whatever the batches the
+    files were recorded in (under load a recording batch holds a few files). A burst of
+    more than TASK_BATCH files goes in an even number of tasks of about one size, so
+    that both pool processes index it to the end; fewer go in one task."""
+    if len(ids) <= TASK_BATCH:
+        return [ids] if ids else []
+    size = sum(size_in_id(uuid.UUID(record_id)) or 0 for record_id in ids)
+    count = max(-(-len(ids) // HELD_TASK_MAX), -(-size // HELD_TASK_BYTES), 2)
+    count += count % 2
+    each, extra = divmod(len(ids), count)
+    tasks, start = [], 0
+    for index in range(count):
+        end = start + each + (index < extra)
+        tasks.append(ids[start:end])
+        start = end
+    return tasks
 
 
 class RecordingProcess:

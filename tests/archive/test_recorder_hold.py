@@ -7,7 +7,14 @@ import uuid
 import pytest
 
 from backend.archive import ingest
-from backend.archive.ingest import TASK_BATCH, BackgroundRecorder
+from backend.archive.ingest import (
+    HELD_TASK_BYTES,
+    HELD_TASK_MAX,
+    TASK_BATCH,
+    BackgroundRecorder,
+    held_tasks,
+)
+from backend.archive.spool import sized_id
 
 
 @pytest.fixture
@@ -58,17 +65,41 @@ def test_the_hold_runs_out_even_while_files_keep_arriving(recorder):
 
 
 def test_held_files_are_sent_in_full_tasks(recorder, monkeypatch):
-    """Under load each recording batch holds a few files: what was held goes in tasks of
-    TASK_BATCH, in the order it arrived."""
+    """Under load each recording batch holds a few files: what was held goes in tasks
+    whatever the batches, in the order it arrived."""
     sent: list[list[str]] = []
     monkeypatch.setattr(ingest, "_send_batch", sent.append)
-    recorded = [[f"{n}-{k}" for k in range(size)] for n, size in enumerate((5, 3, 7, 2, 6, 1))]
+    recorded = [[str(uuid.uuid4()) for _ in range(size)] for size in (5, 3, 7, 2, 6, 1)]
     for ids in recorded:
         recorder._hold(ids)
     recorder._send_held()
     every = [i for ids in recorded for i in ids]  # 24
-    assert sent == [every[:TASK_BATCH], every[TASK_BATCH:]]
+    assert sent == [every[:12], every[12:]]
     assert not recorder._held
+
+
+@pytest.mark.parametrize(
+    "count, size",
+    [(0, 0), (1, 1), (15, 1), (TASK_BATCH, 1), (17, 1), (138, 530_000), (275, 530_000)]
+    + [(1000, 1), (20, 30 << 20), (40, None)],
+)
+def test_a_held_burst_goes_in_an_even_number_of_tasks_of_one_size(count, size):
+    """`size`: each file's, as its id carries it (None: an id that does not, uuid4)."""
+    ids = [str(sized_id(size) if size is not None else uuid.uuid4()) for _ in range(count)]
+    tasks = held_tasks(ids)
+
+    assert [i for task in tasks for i in task] == ids  # all of them, in order
+    sizes = [len(task) for task in tasks]
+    if count <= TASK_BATCH:  # a small burst: one task, as recorded
+        assert sizes == ([count] if count else [])
+        return
+    assert len(tasks) % 2 == 0  # both pool processes busy to the end
+    assert max(sizes) <= HELD_TASK_MAX
+    assert max(sizes) - min(sizes) <= 1
+    assert max(sizes) * (size or 0) <= HELD_TASK_BYTES
+    if (fewer := len(tasks) - 2) > 0:  # two tasks fewer would break a bound
+        most = -(-count // fewer)
+        assert most > HELD_TASK_MAX or most * (size or 0) > HELD_TASK_BYTES
 
 
 def test_how_long_counts_as_a_pause_is_the_recorders_own(recorder):
