@@ -15,7 +15,7 @@ from backend.archive.spool import get_spool
 from backend.archive.storage import get_storage
 
 from ..conftest import pydicom_file
-from .helpers import receive_file
+from .helpers import receive_file, variant
 
 pytestmark = pytest.mark.django_db(transaction=True)
 State = IngestRecord.State
@@ -279,8 +279,6 @@ def test_a_batch_a_worker_did_not_finish_is_retried_one_file_at_a_time(
     """A batch comes back whole when a file in it killed the worker; retried together,
     the files beside that one would reach the attempt limit with it."""
     from backend.archive import indexing
-
-    from .helpers import variant
 
     settings.INGEST_MAX_ATTEMPTS = 2
     paths = [variant(tmp_path, SOPInstanceUID="new-uid", InstanceNumber=n) for n in range(4)]

@@ -4,6 +4,7 @@ a member that dies is started again, and they stop with the first process."""
 
 import os
 import signal
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -149,8 +150,6 @@ def test_sigterm_lets_every_process_finish_its_associations(embedded_site):
 
 def bare_connection(port: int) -> None:
     """What a health check or a port scan does: connect, then close without associating."""
-    import socket
-
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
 
