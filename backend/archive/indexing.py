@@ -17,7 +17,8 @@ import logging
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Field
 from django.utils import timezone
 
@@ -394,6 +395,33 @@ def _make_durable(batch: list[Prepared]) -> None:
         prepared.unsynced_dir = None
 
 
+def _make_durable_meanwhile(batch: list[Prepared]) -> Callable[[], None]:
+    """_make_durable in a thread; returns the wait for it, which the batch's transaction
+    calls last, before its commit. The folders' fsyncs wait for the disk (some 9 ms for a
+    task of 68 files, each in a folder of its own), the statements for the database: this
+    way the two waits overlap."""
+    future = _syncer().submit(sync_dirs, [p.unsynced_dir for p in batch])
+
+    def wait() -> None:
+        future.result()
+        for prepared in batch:
+            prepared.unsynced_dir = None
+
+    return wait
+
+
+_sync_threads: tuple[int, ThreadPoolExecutor] | None = None  # (pid, its executor)
+
+
+def _syncer() -> ThreadPoolExecutor:
+    """This process's thread for _make_durable_meanwhile (made after the fork: threads do
+    not survive one)."""
+    global _sync_threads
+    if _sync_threads is None or _sync_threads[0] != os.getpid():
+        _sync_threads = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="lightbox-sync"))
+    return _sync_threads[1]
+
+
 def _commit_index(prepared: Prepared) -> str:
     _make_durable([prepared])
     try:
@@ -434,13 +462,12 @@ def _commit_once(prepared: Prepared, existing_checked: bool) -> str:
 def _commit_prepared(ready: list[Prepared]) -> list[str]:
     """Commit a batch: new instances together, replacements one by one. (index_batch
     never puts two files with the same SOP Instance UID in one batch.)"""
-    _make_durable(ready)
     bulk = [p for p in ready if p.state == State.STORED]
     single = [p for p in ready if p.state != State.STORED]
     states: list[str] = []
     if bulk:
         try:
-            states += _commit_bulk(bulk)
+            states += _commit_bulk(bulk, _make_durable_meanwhile(bulk))
         except (_StaleParent, IntegrityError):
             _parents.clear()
             single = bulk + single
@@ -453,7 +480,9 @@ def _commit_prepared(ready: list[Prepared]) -> list[str]:
     return states
 
 
-def _commit_bulk(batch: list[Prepared]) -> list[str]:
+def _commit_bulk(batch: list[Prepared], durable: Callable[[], None]) -> list[str]:
+    """`durable()` returns once the batch's objects are durable (_make_durable_meanwhile);
+    a replacement or a fallback to one file at a time (_commit_index) makes its own."""
     with transaction.atomic():
         pending = set(
             IngestRecord.objects.select_for_update()
@@ -490,6 +519,7 @@ def _commit_bulk(batch: list[Prepared]) -> list[str]:
             if group.get("created"):
                 notify.study_changed(group["study"], group["series"], group["created"])
             schedule_derivation(group["series"].pk)
+        durable()  # before the commit that says STORED
     for prepared, series_id in zip(batch, series_ids, strict=True):
         prepared.series_id = series_id
         get_spool().remove(prepared.record.id)
@@ -517,28 +547,52 @@ _STAMPED = {
     f for f in _INSERT_FIELDS if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
 }
 _INSERT_SQL: dict[int, str] = {}  # rows -> statement (SQLite; PostgreSQL gets COPY)
-_INSERT_ROWS = 64  # at most per statement: 64 x 45 values, far below either database's limit
+_INSERT_ROWS = 64  # at most per statement: 64 x 45 values, far below SQLite's limit
+
+
+def _plain_type(field: Field) -> type | None:
+    """The Python type whose values (and None) the field's get_db_prep_save returns as
+    they are, on either database: str for text, int, float and bool; None for the others
+    (dates, JSON, relations), which are always converted."""
+    if isinstance(field, (models.CharField, models.TextField)):
+        return str
+    if isinstance(field, models.IntegerField):
+        return int
+    if isinstance(field, models.FloatField):
+        return float
+    if isinstance(field, models.BooleanField):
+        return bool
+    return None
+
+
+# Per column: (field, its name, whether it is stamped, its plain type). Binding a plain
+# value as it is skips 3,000 get_db_prep_save calls for a task of 68 CT slices.
+_INSERT_PLAN = [(f, f.name, f in _STAMPED, _plain_type(f)) for f in _INSERT_FIELDS]
 
 
 def _insert_instances(rows: list[dict]) -> list[int]:
     """INSERT new instances (_instance_fields dicts, without unknown keys); returns their
     ids, in order."""
-    if len(rows) > _INSERT_ROWS:
+    postgresql = connection.vendor == "postgresql"
+    if len(rows) > _INSERT_ROWS and not postgresql:  # COPY has no such limit
         return _insert_instances(rows[:_INSERT_ROWS]) + _insert_instances(rows[_INSERT_ROWS:])
     now = timezone.now()
     params: list = []
     for row in rows:
-        for field in _INSERT_FIELDS:
-            if field in _STAMPED:  # what the field's pre_save would set
+        for field, name, stamped, plain in _INSERT_PLAN:
+            if stamped:  # what the field's pre_save would set
                 value = now
-            elif field.name in row:
-                value = row[field.name]
+            elif name in row:
+                value = row[name]
+                if plain is not None and (value is None or type(value) is plain):
+                    params.append(value)
+                    continue
                 if field.is_relation:
                     value = value.pk
             else:
                 value = field.get_default()
             params.append(field.get_db_prep_save(value, connection))
-    if connection.vendor == "postgresql":
+    if postgresql:
         return _copy_instances(params, len(rows))
     sql = _INSERT_SQL.get(len(rows))
     if sql is None:
@@ -598,14 +652,34 @@ _OUTCOME_FIELDS = [
 ]
 
 
+# PostgreSQL: one statement for the batch, each column an array. executemany sent one
+# UPDATE per record (pipelined), each planned and run on its own: 7 ms for 68 records.
+_SAVE_OUTCOMES = (
+    "UPDATE archive_ingestrecord AS r SET state = v.state, finished_at = v.finished_at,"
+    " instance_id = v.instance_id, object_key = v.object_key,"
+    " sop_instance_uid = v.sop_instance_uid, study_instance_uid = v.study_instance_uid,"
+    " attempts = v.attempts"
+    " FROM unnest(%s::varchar[], %s::timestamptz[], %s::bigint[], %s::varchar[],"
+    " %s::varchar[], %s::varchar[], %s::integer[], %s::uuid[])"
+    " AS v(state, finished_at, instance_id, object_key, sop_instance_uid,"
+    " study_instance_uid, attempts, id)"
+    " WHERE r.id = v.id"
+)
+
+
 def _save_outcomes(records: list[IngestRecord]) -> None:
+    if not records:
+        return
     # Each value as the ORM would bind it (a UUID is 32 hex digits on SQLite, for one).
     rows = [
         [f.get_db_prep_save(getattr(r, f.attname), connection) for f in _OUTCOME_FIELDS]
         for r in records
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(_SAVE_OUTCOME, rows)
+        if connection.vendor == "postgresql":
+            cursor.execute(_SAVE_OUTCOMES, [list(column) for column in zip(*rows, strict=True)])
+        else:
+            cursor.executemany(_SAVE_OUTCOME, rows)
 
 
 def note_sources(arrivals: Iterable[tuple[Study, IngestRecord]]) -> None:
