@@ -5,6 +5,9 @@ series' WADO-RS /metadata document, so that opening a series is reading prepared
 import gzip
 import hashlib
 import logging
+import os
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -92,10 +95,20 @@ def derive_series(series_id: int, settled: bool = False) -> bool:
         return False
     version = series.derive_requested
     slices = [_Slice(*row) for row in series.instances.values_list(*_ORDER_FIELDS)]
-    ordered = _apply_slice_order(slices)
-    thumbnail_key = _write_thumbnail(series, ordered)
-    metadata_key = _write_metadata(series, [i.pk for i in ordered])
+    ordered, changed = _slice_order(slices)
+    # The thumbnail is made in a thread while this one writes the metadata: both wait
+    # for the disk, and most of their computing (PIL, zlib) lets other threads run.
+    thumbnail = _thumbnail_source(ordered)
+    making = _thumbnail_maker().submit(_write_thumbnail, series, thumbnail) if thumbnail else None
+    try:
+        metadata_key = _write_metadata(series, [i.pk for i in ordered])
+    finally:
+        if making is not None:
+            futures.wait([making])  # not left running if the metadata failed
+    thumbnail_key = making.result() if making is not None else ""
     with transaction.atomic():
+        # The slice order with the rest: one commit, and never one without the other.
+        _save_slice_indexes(changed)
         Series.objects.filter(pk=series_id, derived_version__lt=version).update(
             derived_version=version,
             thumbnail_key=thumbnail_key,
@@ -115,7 +128,9 @@ def _still_arriving(series: Series) -> bool:
     return recently_changed and recently_derived
 
 
-def _apply_slice_order(instances: list[_Slice]) -> list[_Slice]:
+def _slice_order(instances: list[_Slice]) -> tuple[list[_Slice], list[_Slice]]:
+    """The slices in order, each with its new slice_index; and those whose index changed
+    (for _save_slice_indexes)."""
     by_pk = {i.pk: i for i in instances}
     keys = slice_order(
         [
@@ -131,8 +146,7 @@ def _apply_slice_order(instances: list[_Slice]) -> list[_Slice]:
         if instance.slice_index != index:
             instance.slice_index = index
             changed.append(instance)
-    _save_slice_indexes(changed)
-    return [by_pk[pk] for pk in keys]
+    return [by_pk[pk] for pk in keys], changed
 
 
 def _save_slice_indexes(changed: list[_Slice]) -> None:
@@ -142,7 +156,7 @@ def _save_slice_indexes(changed: list[_Slice]) -> None:
     prepared and pipelined, took 25-38 ms for 275 rows against 11-13 (docs/performance.md)."""
     if not changed:
         return
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # in derive_series' transaction
         if connection.vendor == "postgresql":
             cursor.execute(
                 _SET_SLICE_INDEXES, [[i.pk for i in changed], [i.slice_index for i in changed]]
@@ -160,14 +174,31 @@ _SET_SLICE_INDEXES = (
 )
 
 
-def _write_thumbnail(series: Series, ordered: list[_Slice]) -> str:
+def _thumbnail_source(ordered: list[_Slice]) -> Instance | None:
+    """The instance the thumbnail shows: the middle one of those viewable, if any (read
+    here, in the derivation's thread and database connection)."""
     viewable = [i for i in ordered if i.viewable]
     if not viewable:
-        return ""
+        return None
     middle = viewable[len(viewable) // 2].pk
-    instance = Instance.objects.only(*_THUMBNAIL_FIELDS).filter(pk=middle).first()
-    if instance is None:  # deleted meanwhile: the next derivation makes one
-        return ""
+    # None if deleted meanwhile: the next derivation makes one.
+    return Instance.objects.only(*_THUMBNAIL_FIELDS).filter(pk=middle).first()
+
+
+_thumbnail_threads: tuple[int, ThreadPoolExecutor] | None = None  # (pid, its executor)
+
+
+def _thumbnail_maker() -> ThreadPoolExecutor:
+    """This process's thread for _write_thumbnail (made after a fork: threads do not
+    survive one). It uses no database connection."""
+    global _thumbnail_threads
+    if _thumbnail_threads is None or _thumbnail_threads[0] != os.getpid():
+        executor = ThreadPoolExecutor(1, thread_name_prefix="lightbox-thumbnail")
+        _thumbnail_threads = (os.getpid(), executor)
+    return _thumbnail_threads[1]
+
+
+def _write_thumbnail(series: Series, instance: Instance) -> str:
     try:
         frame = frame_array(instance, instance.number_of_frames // 2)
         image = render(
