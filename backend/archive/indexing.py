@@ -510,16 +510,17 @@ def _commit_bulk(batch: list[Prepared], durable: Callable[[], None]) -> list[str
             series_ids.append(series.pk)
             rows.append(_instance_fields(prepared, series))
         instance_ids = _insert_instances(rows)
+        _finish_bulk(batch, instance_ids)
+        note_sources((groups[i]["study"], p.record) for p, i in zip(batch, series_ids, strict=True))
+        durable()  # before the commit that says STORED
+        # Last, the updates that lock the study's and the series' rows: another task of the
+        # same series waits for those locks until this commit, and no longer.
         for group in groups.values():
             created = group.get("created")
             _count(group["study"], group["series"], bool(created), group["n"], group["size"])
-        _finish_bulk(batch, instance_ids)
-        note_sources((groups[i]["study"], p.record) for p, i in zip(batch, series_ids, strict=True))
-        for group in groups.values():
-            if group.get("created"):
-                notify.study_changed(group["study"], group["series"], group["created"])
+            if created:
+                notify.study_changed(group["study"], group["series"], created)
             schedule_derivation(group["series"].pk)
-        durable()  # before the commit that says STORED
     for prepared, series_id in zip(batch, series_ids, strict=True):
         prepared.series_id = series_id
         get_spool().remove(prepared.record.id)
