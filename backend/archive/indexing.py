@@ -109,8 +109,29 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
     imports fast. Anything unusual (a replacement, a repeated UID in the batch, a race with
     another worker) falls back to the one-file path. A file whose preparation fails is
     left pending with its error noted; the sweep retries it.
+
+    The batch's attempt is counted by one marker (Spool.begin_batch), there until the
+    batch ends. A batch delivered again with its marker there was cut short by its
+    worker's death (a SystemExit counts as one): each of its files goes alone.
     """
     ids = [uuid.UUID(str(i)) for i in record_ids]
+    spool = get_spool()
+    if not spool.begin_batch(ids):
+        _retry_alone(ids)
+        spool.end_batch(ids)
+        return {}
+    try:
+        outcomes, series_ids = _index_batch(ids)
+    except Exception:
+        spool.end_batch(ids)  # failed, not killed: the files' errors are noted
+        raise
+    spool.end_batch(ids)
+    derive_if_done(series_ids)
+    return outcomes
+
+
+def _index_batch(ids: list[uuid.UUID]) -> tuple[dict[str, int], list[int | None]]:
+    """The outcomes, and the series the batch added to."""
     records = IngestRecord.objects.in_bulk(ids)
     outcomes: Counter[str] = Counter()
     opened: list[tuple[IngestRecord, Path, ParsedFile]] = []
@@ -145,8 +166,18 @@ def index_batch(record_ids: list[str]) -> dict[str, int]:
         elif prepared is not None:
             outcomes[prepared] += 1
     outcomes.update(_commit_prepared(ready))
-    derive_if_done(p.series_id for p in every)
-    return dict(outcomes)
+    return dict(outcomes), [p.series_id for p in every]
+
+
+def _retry_alone(ids: list[uuid.UUID]) -> None:
+    """A batch that its worker did not finish: each file still pending goes alone, with
+    the batch's attempt counted."""
+    records = IngestRecord.objects.in_bulk(ids)
+    for record_id in ids:
+        record = records.get(record_id)
+        if record is not None and not record.is_final:
+            get_spool().count_at_least(record.id, 1)
+            _index_alone(record)
 
 
 def _index_alone(record: IngestRecord) -> None:
@@ -171,7 +202,7 @@ def _attempt(record: IngestRecord, step):
     except _AlreadyFinished:
         return None
     except Exception as exc:
-        get_spool().note_error(record.id, f"{type(exc).__name__}: {exc}")
+        get_spool().note_error(record.id, f"{type(exc).__name__}: {exc}", record.attempts)
         log.exception("indexing %s failed; it will be retried", record.id)
         return None
 
@@ -220,15 +251,19 @@ _TRIED_BEFORE = "tried before"  # _open in a batch: a file whose attempts were c
 
 def _open(record: IngestRecord, in_batch: bool = False) -> "tuple[Path, ParsedFile] | str":
     """Count an attempt and parse the spooled file; or the final state it reached
-    (quarantined: gone, unreadable, or too many attempts). `in_batch`: a file tried
-    before is not opened, but _TRIED_BEFORE returned (see _index_alone)."""
+    (quarantined: gone, unreadable, or too many attempts). `in_batch`: the batch's marker
+    counts the attempt, and a file with a marker of its own, tried before, is not opened
+    but _TRIED_BEFORE returned (see _index_alone)."""
     spool = get_spool()
     path = spool.path(record.id)
     if not path.exists() and not _restore_from_store(record, path):
         return _finish_without_file(record)
-    attempt = spool.begin_attempt(record.id, first_only=in_batch)
-    if attempt is None:
-        return _TRIED_BEFORE
+    if in_batch:
+        if spool.attempted(record.id):
+            return _TRIED_BEFORE
+        attempt = 1
+    else:
+        attempt = spool.begin_attempt(record.id)
     record.attempts = attempt
     if attempt > settings.INGEST_MAX_ATTEMPTS:
         cause = spool.last_error(record.id) or "the worker was killed or ran out of time"

@@ -67,6 +67,12 @@ def _sweep_spool(stale: float, result: SweepResult) -> None:
         elif record.is_final:
             spool.remove(record_id)
             result.cleaned += 1
+    # Batch markers that a killed worker left, once none of their files is pending: the
+    # broker did not deliver the batch again (its next delivery would have removed it).
+    for path, _, ids in spool.batches():
+        if not IngestRecord.objects.filter(pk__in=ids, state=State.PENDING).exists():
+            path.unlink(missing_ok=True)
+            result.cleaned += 1
 
 
 def _adopt(spool, record_id) -> None:
@@ -90,7 +96,8 @@ def _adopt(spool, record_id) -> None:
 
 def _requeue_records(stale: float, result: SweepResult) -> None:
     """Queue pending records again, except those a worker began recently (their attempt
-    marker is younger than the task time limit): those are still being worked on.
+    marker, or their batch's, is younger than the task time limit): those are still being
+    worked on.
 
     While the broker still holds messages, pending records are most likely among them:
     re-sending would only duplicate a backlog, so this waits until the queue drains.
@@ -100,11 +107,14 @@ def _requeue_records(stale: float, result: SweepResult) -> None:
     spool = get_spool()
     cutoff = timezone.now() - timedelta(seconds=stale)
     busy_since = time.time() - settings.INGEST_TASK_TIME_LIMIT - 10
+    in_batches = {record_id: begun for _, begun, ids in spool.batches() for record_id in ids}
     waiting = IngestRecord.objects.filter(state=State.PENDING, received_at__lte=cutoff)
     for record_id in waiting.values_list("pk", flat=True).iterator(chunk_size=1000):
-        started = spool.attempt_started(record_id)
-        if started is not None and started > busy_since:
+        started = max(spool.attempt_started(record_id) or 0, in_batches.get(record_id, 0))
+        if started > busy_since:
             continue
+        if record_id in in_batches:
+            spool.count_at_least(record_id, 1)  # the attempt its batch made
         queue.send(queue.INGEST_FILE, str(record_id))
         result.requeued += 1
 

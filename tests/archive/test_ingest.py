@@ -253,6 +253,7 @@ def test_it_indexes_a_batch_like_single_files(tasks, tmp_path):
     assert all(r.instance_id for r in IngestRecord.objects.filter(state=State.STORED))
     assert Series.objects.filter(derived_version__lt=1).count() == 0
     assert not list(get_spool().root.glob("*.dcm"))
+    assert not list(get_spool().root.glob("*.attempts"))  # the batch's marker is gone
 
 
 def test_a_batch_stores_every_column_as_the_orm_would(tasks):

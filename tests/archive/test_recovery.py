@@ -137,6 +137,40 @@ def test_it_leaves_a_record_a_worker_is_still_processing(tasks):
     assert tasks.sent == []
 
 
+def killed_mid_batch(tasks, tmp_path, seconds_ago: float) -> list[IngestRecord]:
+    """What a worker killed in a batch leaves: pending records and the batch's marker."""
+    paths = [variant(tmp_path, SOPInstanceUID="new-uid", InstanceNumber=n) for n in range(3)]
+    opened = [(str(p), lambda p=p: open(p, "rb")) for p in paths]
+    records = [r.record for r in ingest.receive_many(opened, source="cli")]
+    tasks.sent.clear()
+    spool = get_spool()
+    assert spool.begin_batch([r.id for r in records])
+    IngestRecord.objects.update(received_at=timezone.now() - LONG_AGO)
+    for path, _, _ in spool.batches():
+        age_file(path, seconds_ago)
+    return records
+
+
+def test_it_leaves_the_files_of_a_batch_a_worker_is_still_processing(tasks, tmp_path):
+    killed_mid_batch(tasks, tmp_path, seconds_ago=1)
+    assert sweep().requeued == 0
+    assert tasks.sent == []
+    assert len(list(get_spool().batches())) == 1
+
+
+def test_it_requeues_the_files_of_an_abandoned_batch_then_removes_its_marker(tasks, tmp_path):
+    records = killed_mid_batch(tasks, tmp_path, seconds_ago=3600)
+    assert sweep().requeued == 3
+    assert sorted(tasks.sent) == sorted((queue.INGEST_FILE, (str(r.id),)) for r in records)
+    assert len(list(get_spool().batches())) == 1  # its files are still pending
+    tasks.run()
+    # Each was tried twice: in the batch, then alone.
+    assert list(IngestRecord.objects.values_list("state", "attempts")) == [(State.STORED, 2)] * 3
+    sweep()
+    assert list(get_spool().batches()) == []
+    assert not list(get_spool().root.glob("*.attempts"))
+
+
 def test_it_quarantines_a_record_that_keeps_killing_workers(tasks, settings):
     settings.INGEST_MAX_ATTEMPTS = 2
     record = lost_receive(tasks)

@@ -110,6 +110,50 @@ def test_it_counts_attempts_and_keeps_the_last_error(spool):
     assert spool.begin_attempt(record_id) == 1
 
 
+def test_a_batch_has_one_marker_until_it_ends(spool):
+    ids = [spool.receive(iter([b"DICM"]))[0] for _ in range(3)]
+    assert spool.begin_batch(ids)
+    assert not spool.begin_batch(ids)  # delivered again before it ended
+    assert spool.begin_batch(ids[:2])  # another batch
+    ((_, begun, listed),) = [b for b in spool.batches() if len(b[2]) == 3]
+    assert listed == ids and time.time() - 5 < begun <= time.time()
+    assert not any(spool.attempted(i) for i in ids)  # no marker per file
+    spool.end_batch(ids)
+    spool.end_batch(ids)  # ended twice: nothing to do
+    assert [b[2] for b in spool.batches()] == [ids[:2]]
+    assert spool.begin_batch(ids)
+
+
+def test_it_counts_a_batch_attempt_for_a_file_once(spool):
+    record_id, _, _ = spool.receive(iter([b"DICM"]))
+    spool.count_at_least(record_id, 1)
+    assert spool.attempted(record_id)
+    spool.count_at_least(record_id, 1)
+    assert spool.begin_attempt(record_id) == 2
+    spool.note_error(record_id, "boom", attempts=1)  # fewer than counted: kept
+    assert spool.begin_attempt(record_id) == 3
+    other, _, _ = spool.receive(iter([b"DICM"]))
+    spool.note_error(other, "failed in a batch", attempts=1)
+    assert spool.begin_attempt(other) == 2
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_batch_begins_without_a_marker_on_a_full_disk(spool, monkeypatch, code):
+    ids = [spool.receive(iter([b"DICM"]))[0]]
+
+    def full(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "open", full)
+    assert spool.begin_batch(ids)
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "write", full)  # room for its name, not for what it lists
+    assert spool.begin_batch(ids)
+    monkeypatch.undo()
+    assert list(spool.batches()) == []
+    assert not list(spool.root.glob("*.attempts"))
+
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 def test_it_counts_attempts_without_a_marker_on_a_full_disk(spool, monkeypatch, code):
     # Indexing is what empties a full spool: a marker it cannot write must not stop it
