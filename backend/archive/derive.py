@@ -88,8 +88,14 @@ def derive_series(series_id: int, settled: bool = False) -> bool:
         return False
     # Clear the flag first: arrivals from now on schedule another run. Then read the counts
     # again: an arrival committed between loading the series and clearing the flag saw the
-    # flag still set and scheduled nothing, so this run must cover it.
-    Series.objects.filter(pk=series_id).update(derive_scheduled=False)
+    # flag still set and scheduled nothing, so this run must cover it. Whoever calls this
+    # committed arrivals that set the flag or found it set: if it is clear now, another
+    # run cleared it since, and covers them. (Two tasks of one burst that end together
+    # each derived the series, at the same time, before the series could be viewable.)
+    if not Series.objects.filter(pk=series_id, derive_scheduled=True).update(
+        derive_scheduled=False
+    ):
+        return False
     series.refresh_from_db(fields=["derive_requested", "derived_version"])
     if series.is_derived:
         return False

@@ -415,6 +415,33 @@ def test_the_last_task_of_a_burst_derives_its_series_itself(tasks, tmp_path):
     assert [i.instance_number for i in ordered] == [1, 2, 3]
 
 
+def test_of_two_derivations_after_one_commit_only_the_first_runs(tasks, monkeypatch):
+    """Two tasks of a burst that end together both find nothing left to index: the one
+    that clears the series' flag derives it; the other, finding it clear, leaves it."""
+    from backend.archive import derive
+
+    receive_file(pydicom_file("CT_small.dcm"), tasks)  # derived
+    series = Series.objects.get()
+    Series.objects.filter(pk=series.pk).update(
+        derive_requested=series.derive_requested + 1, derive_scheduled=True
+    )  # another arrival committed
+    thumbnails, others = [], []
+    monkeypatch.setattr(derive, "_write_thumbnail", lambda s, i: thumbnails.append(i) or "")
+    source = derive._thumbnail_source
+
+    def meanwhile(ordered):
+        if not others:  # the other task, while this one derives
+            others.append(derive.derive_series(series.pk, settled=True))
+        return source(ordered)
+
+    monkeypatch.setattr(derive, "_thumbnail_source", meanwhile)
+    assert derive.derive_series(series.pk, settled=True)
+    assert others == [False]  # the flag was clear: the first covers it
+    assert len(thumbnails) == 1
+    series.refresh_from_db()
+    assert series.is_derived and not series.derive_scheduled
+
+
 def test_it_falls_back_to_single_files_for_replacements_in_a_batch(tasks, tmp_path):
     from backend.archive import ingest
 
