@@ -5,9 +5,7 @@ series' WADO-RS /metadata document, so that opening a series is reading prepared
 import gzip
 import hashlib
 import logging
-import os
 from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -15,7 +13,7 @@ from django.utils import timezone
 
 from backend.imaging.render import render
 
-from . import notify, queue
+from . import background, notify, queue
 from .frames import frame_array, frame_layout
 from .models import Instance, Series
 from .ordering import SliceInfo, slice_order
@@ -105,7 +103,9 @@ def derive_series(series_id: int, settled: bool = False) -> bool:
     # The thumbnail is made in a thread while this one writes the metadata: both wait
     # for the disk, and most of their computing (PIL, zlib) lets other threads run.
     thumbnail = _thumbnail_source(ordered)
-    making = _thumbnail_maker().submit(_write_thumbnail, series, thumbnail) if thumbnail else None
+    making = None
+    if thumbnail is not None:  # the thread uses no database connection
+        making = background.thread("thumbnail").submit(_write_thumbnail, series, thumbnail)
     try:
         metadata_key = _write_metadata(series, [i.pk for i in ordered])
     finally:
@@ -189,19 +189,6 @@ def _thumbnail_source(ordered: list[_Slice]) -> Instance | None:
     middle = viewable[len(viewable) // 2].pk
     # None if deleted meanwhile: the next derivation makes one.
     return Instance.objects.only(*_THUMBNAIL_FIELDS).filter(pk=middle).first()
-
-
-_thumbnail_threads: tuple[int, ThreadPoolExecutor] | None = None  # (pid, its executor)
-
-
-def _thumbnail_maker() -> ThreadPoolExecutor:
-    """This process's thread for _write_thumbnail (made after a fork: threads do not
-    survive one). It uses no database connection."""
-    global _thumbnail_threads
-    if _thumbnail_threads is None or _thumbnail_threads[0] != os.getpid():
-        executor = ThreadPoolExecutor(1, thread_name_prefix="lightbox-thumbnail")
-        _thumbnail_threads = (os.getpid(), executor)
-    return _thumbnail_threads[1]
 
 
 def _write_thumbnail(series: Series, instance: Instance) -> str:

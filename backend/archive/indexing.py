@@ -18,7 +18,6 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -33,7 +32,7 @@ from django.utils import timezone
 from backend.imaging.dicomfile import InvalidDicom, Limits, ParsedFile, read_dicom
 from backend.imaging.pixels import PixelDataError, Pixels, decode_pixels
 
-from . import derive, notify, queue
+from . import background, derive, notify, queue
 from .attributes import Extracted, extract
 from .dicomjson import metadata_json
 from .models import IngestRecord, Instance, Patient, Series, Study, StudySource
@@ -435,7 +434,7 @@ def _make_durable_meanwhile(batch: list[Prepared]) -> Callable[[], None]:
     calls last, before its commit. The folders' fsyncs wait for the disk (some 9 ms for a
     task of 68 files, each in a folder of its own), the statements for the database: this
     way the two waits overlap."""
-    future = _syncer().submit(sync_dirs, [p.unsynced_dir for p in batch])
+    future = background.thread("sync").submit(sync_dirs, [p.unsynced_dir for p in batch])
 
     def wait() -> None:
         future.result()
@@ -443,18 +442,6 @@ def _make_durable_meanwhile(batch: list[Prepared]) -> Callable[[], None]:
             prepared.unsynced_dir = None
 
     return wait
-
-
-_sync_threads: tuple[int, ThreadPoolExecutor] | None = None  # (pid, its executor)
-
-
-def _syncer() -> ThreadPoolExecutor:
-    """This process's thread for _make_durable_meanwhile (made after the fork: threads do
-    not survive one)."""
-    global _sync_threads
-    if _sync_threads is None or _sync_threads[0] != os.getpid():
-        _sync_threads = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="lightbox-sync"))
-    return _sync_threads[1]
 
 
 def _commit_index(prepared: Prepared) -> str:
