@@ -201,10 +201,12 @@ class Spool:
         for path in self.root.glob(f"{_BATCH_PREFIX}*.attempts"):
             try:
                 begun = path.stat().st_mtime
-                ids = [uuid.UUID(line) for line in path.read_text().split()]
-            except (OSError, ValueError):
-                continue  # ended meanwhile, or half-written by a worker killed then
-            yield path, begun, ids
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue  # ended meanwhile
+            # A marker cut short by a crash lists fewer files, not none: it is still
+            # listed, so that the sweep removes it once those are done.
+            yield path, begun, [found for line in text.split() if (found := _uuid(line))]
 
     def _batch_path(self, record_ids: Sequence[uuid.UUID]) -> Path:
         digest = hashlib.sha256(" ".join(map(str, record_ids)).encode()).hexdigest()[:32]
@@ -229,6 +231,13 @@ class Spool:
                 os.unlink(entry.path)
                 removed += 1
         return removed
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def sized_id(size: int) -> uuid.UUID:

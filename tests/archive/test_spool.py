@@ -124,6 +124,16 @@ def test_a_batch_has_one_marker_until_it_ends(spool):
     assert spool.begin_batch(ids)
 
 
+def test_a_batch_marker_cut_short_by_a_crash_lists_the_files_it_names(spool):
+    ids = [spool.receive(iter([b"DICM"]))[0] for _ in range(3)]
+    assert spool.begin_batch(ids)
+    ((path, _, _),) = spool.batches()
+    path.write_bytes(path.read_bytes()[:-10])  # the last id cut short
+    assert [b[2] for b in spool.batches()] == [ids[:2]]
+    path.write_bytes(b"\0" * 40)  # a power cut left zeros
+    assert [b[2] for b in spool.batches()] == [[]]
+
+
 def test_it_counts_a_batch_attempt_for_a_file_once(spool):
     record_id, _, _ = spool.receive(iter([b"DICM"]))
     spool.count_at_least(record_id, 1)
